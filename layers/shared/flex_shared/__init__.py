@@ -1,0 +1,1 @@
+"""flex backend shared layer: configuration, database, models, embeddings, chunking."""

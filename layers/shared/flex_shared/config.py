@@ -1,0 +1,154 @@
+"""Typed configuration read once from the environment (SPEC.md, "Configuration").
+
+Every problem is reported as one ``ConfigError`` whose message names the variable, so a bad
+deployment fails at start-up with a line an operator can act on, not a driver stack trace.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+SCHEMA_EMBEDDING_DIMENSIONS = 1024
+"""The schema's ``job_chunks.embedding`` is ``vector(1024)``; any other size cannot be stored."""
+
+DEFAULT_EMBEDDING_MODEL_ID = "amazon.titan-embed-text-v2:0"
+DEFAULT_HNSW_EF_SEARCH = 100
+DEFAULT_DB_POOL_SIZE = 1
+DEFAULT_DB_MAX_OVERFLOW = 2
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(RuntimeError):
+    """Missing, malformed or contradictory configuration. The message names the variable."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    database_url: str | None = None
+    db_host: str | None = None
+    db_port: int = 5432
+    db_name: str | None = None
+    db_user: str | None = None
+    db_iam_auth: bool = False
+    db_secret_arn: str | None = None
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE
+    db_max_overflow: int = DEFAULT_DB_MAX_OVERFLOW
+
+    embedding_provider: Literal["titan", "local"] = "titan"
+    embedding_model_id: str = DEFAULT_EMBEDDING_MODEL_ID
+    embedding_dimensions: int = SCHEMA_EMBEDDING_DIMENSIONS
+    embedding_max_concurrency: int = 8
+    hnsw_ef_search: int = DEFAULT_HNSW_EF_SEARCH
+
+    @property
+    def database_mode(self) -> Literal["url", "secret", "iam"]:
+        if self.database_url:
+            return "url"
+        if self.db_secret_arn:
+            return "secret"
+        return "iam"
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {env.get(name)!r}")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the configuration; raise ``ConfigError`` naming the first bad variable."""
+    env = os.environ if env is None else env
+
+    database_url = _text(env, "DATABASE_URL")
+    secret_arn = _text(env, "DB_SECRET_ARN")
+    iam_auth = _bool(env, "DB_IAM_AUTH")
+    if database_url is not None:
+        if not database_url.startswith(("postgresql://", "postgres://", "postgresql+")):
+            raise ConfigError(
+                "DATABASE_URL must look like postgresql://user:pass@host:port/db"
+                f" (scheme {database_url.split(':', 1)[0]!r} is not PostgreSQL)"
+            )
+        if secret_arn is not None:
+            raise ConfigError("DATABASE_URL and DB_SECRET_ARN are both set: choose one")
+    if iam_auth and secret_arn is not None:
+        raise ConfigError("DB_IAM_AUTH=true and DB_SECRET_ARN are both set: choose one")
+    if database_url is None and secret_arn is None:
+        if _text(env, "DB_HOST") is None:
+            raise ConfigError("DATABASE_URL is not set (nor DB_HOST, DB_SECRET_ARN)")
+        for name in ("DB_NAME", "DB_USER"):
+            if _text(env, name) is None:
+                raise ConfigError(f"{name} is not set (needed with DB_HOST)")
+        if not iam_auth:
+            raise ConfigError(
+                "DB_HOST is set without a password source: set DB_IAM_AUTH=true"
+                " or DB_SECRET_ARN, or use DATABASE_URL"
+            )
+
+    provider = (_text(env, "EMBEDDING_PROVIDER") or "titan").lower()
+    if provider not in ("titan", "local"):
+        raise ConfigError(f"EMBEDDING_PROVIDER must be 'titan' or 'local', got {provider!r}")
+    dimensions = _int(
+        env, "EMBEDDING_DIMENSIONS", SCHEMA_EMBEDDING_DIMENSIONS, 1, 100_000
+    )
+    if dimensions != SCHEMA_EMBEDDING_DIMENSIONS:
+        raise ConfigError(
+            f"EMBEDDING_DIMENSIONS={dimensions} contradicts the schema's"
+            f" vector({SCHEMA_EMBEDDING_DIMENSIONS}) column"
+        )
+
+    return Settings(
+        database_url=database_url,
+        db_host=_text(env, "DB_HOST"),
+        db_port=_int(env, "DB_PORT", 5432, 1, 65535),
+        db_name=_text(env, "DB_NAME"),
+        db_user=_text(env, "DB_USER"),
+        db_iam_auth=iam_auth,
+        db_secret_arn=secret_arn,
+        db_pool_size=_int(env, "DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, 1, 100),
+        db_max_overflow=_int(env, "DB_MAX_OVERFLOW", DEFAULT_DB_MAX_OVERFLOW, 0, 100),
+        embedding_provider="local" if provider == "local" else "titan",
+        embedding_model_id=_text(env, "EMBEDDING_MODEL_ID") or DEFAULT_EMBEDDING_MODEL_ID,
+        embedding_dimensions=dimensions,
+        embedding_max_concurrency=_int(env, "EMBEDDING_MAX_CONCURRENCY", 8, 1, 64),
+        hnsw_ef_search=_int(env, "HNSW_EF_SEARCH", DEFAULT_HNSW_EF_SEARCH, 1, 1000),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The container's settings, validated on first use (at import time of each handler)."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,206 @@
+"""The database engine: SQLAlchemy 2 + pg8000, one per container, created on first use.
+
+RDS Proxy multiplexes client connections only while they are not *pinned*; session-level
+``SET``, server-side cursors and non-default isolation levels pin them. Nothing here issues a
+session ``SET``: per-transaction settings go through :func:`set_local`.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session
+
+from .config import ConfigError, Settings, get_settings
+
+_SSL_OFF = {"disable", "allow", "prefer"}
+_SECRET_TTL_SECONDS = 300.0
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def parse_database_url(raw: str) -> tuple[URL, dict[str, Any]]:
+    """Turn a seed-style or libpq-style URL into a pg8000 URL plus its connect arguments.
+
+    Accepts ``postgresql://``, ``postgres://`` and ``postgresql+<driver>://``; a ``host``
+    query parameter naming a directory (``?host=/run/postgresql``) becomes pg8000's
+    ``unix_sock``; ``sslmode`` becomes an SSL context.
+    """
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError("DATABASE_URL is not a valid URL") from None
+    if url.get_backend_name() not in ("postgresql", "postgres"):
+        raise ConfigError(f"DATABASE_URL must be a postgresql:// URL, got {url.drivername!r}")
+    url = url.set(drivername="postgresql+pg8000")
+    query = dict(url.query)
+    connect_args: dict[str, Any] = {}
+
+    host_param = query.pop("host", None)
+    if isinstance(host_param, tuple):
+        host_param = host_param[0]
+    if host_param:
+        if host_param.startswith("/"):
+            port = url.port or 5432
+            connect_args["unix_sock"] = f"{host_param.rstrip('/')}/.s.PGSQL.{port}"
+            url = url.set(host=None)
+        else:
+            url = url.set(host=host_param)
+
+    sslmode = query.pop("sslmode", None)
+    if sslmode and sslmode not in _SSL_OFF:
+        context = ssl.create_default_context()
+        if sslmode == "require":  # libpq semantics: encrypt, do not verify
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        connect_args["ssl_context"] = context
+
+    timeout = query.pop("connect_timeout", None)
+    if timeout:
+        connect_args["timeout"] = int(str(timeout))
+    app_name = query.pop("application_name", None)
+    if app_name:
+        connect_args["application_name"] = str(app_name)
+    if query:
+        names = ", ".join(sorted(query))
+        raise ConfigError(f"DATABASE_URL has unsupported query parameters: {names}")
+    return url.set(query={}), connect_args
+
+
+class _SecretCredentials:
+    """Secrets Manager credentials, re-read when stale so a rotated password is picked up."""
+
+    def __init__(self, secret_arn: str) -> None:
+        self._arn = secret_arn
+        self._fetched_at = 0.0
+        self._value: dict[str, Any] = {}
+
+    def get(self) -> dict[str, Any]:
+        if time.monotonic() - self._fetched_at > _SECRET_TTL_SECONDS:
+            import boto3  # the Lambda runtime provides boto3; only this mode needs it
+
+            client = boto3.client("secretsmanager")
+            response = client.get_secret_value(SecretId=self._arn)
+            try:
+                value = json.loads(response["SecretString"])
+                for key in ("username", "password", "host"):
+                    if not value.get(key):
+                        raise KeyError(key)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"DB_SECRET_ARN secret must be JSON with username, password, host ({exc})"
+                ) from None
+            self._value = value
+            self._fetched_at = time.monotonic()
+        return self._value
+
+
+def _iam_token(host: str, port: int, user: str) -> str:
+    import boto3
+
+    client = boto3.client("rds")
+    return str(client.generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user))
+
+
+def build_engine(settings: Settings) -> Engine:
+    """Create the engine for ``settings`` (one per container: use :func:`get_engine`)."""
+    connect_args: dict[str, Any] = {}
+    secret: _SecretCredentials | None = None
+    if settings.database_url:
+        url, connect_args = parse_database_url(settings.database_url)
+    elif settings.db_secret_arn:
+        secret = _SecretCredentials(settings.db_secret_arn)
+        creds = secret.get()
+        url = URL.create(
+            "postgresql+pg8000",
+            username=str(creds["username"]),
+            host=str(creds["host"]),
+            port=int(creds.get("port") or settings.db_port),
+            database=str(creds.get("dbname") or settings.db_name or "postgres"),
+        )
+        connect_args["ssl_context"] = ssl.create_default_context()
+    else:
+        url = URL.create(
+            "postgresql+pg8000",
+            username=settings.db_user,
+            host=settings.db_host,
+            port=settings.db_port,
+            database=settings.db_name,
+        )
+    if settings.db_iam_auth:
+        connect_args.setdefault("ssl_context", ssl.create_default_context())
+
+    engine = create_engine(
+        url,
+        connect_args=connect_args,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        # A container may sleep for many minutes; the proxy drops idle clients meanwhile.
+        pool_pre_ping=True,
+        pool_recycle=600,
+    )
+
+    if settings.db_iam_auth:
+        host, port, user = url.host or "", url.port or 5432, url.username or ""
+
+        @event.listens_for(engine, "do_connect")
+        def _use_fresh_token(
+            dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]
+        ) -> None:
+            # Tokens live 15 minutes; each new connection gets its own.
+            cparams["password"] = _iam_token(host, port, user)
+
+    elif secret is not None:
+        secret_source = secret
+
+        @event.listens_for(engine, "do_connect")
+        def _use_secret_password(
+            dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]
+        ) -> None:
+            cparams["password"] = str(secret_source.get()["password"])
+
+    return engine
+
+
+def get_engine() -> Engine:
+    """The container's engine, created on first use from the validated settings."""
+    global _engine
+    if _engine is None:
+        with _engine_lock:
+            if _engine is None:
+                _engine = build_engine(get_settings())
+    return _engine
+
+
+def reset_engine() -> None:
+    """Dispose of the container's engine (tests, or after changing the configuration)."""
+    global _engine
+    with _engine_lock:
+        if _engine is not None:
+            _engine.dispose()
+        _engine = None
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """A session inside one transaction: committed on success, rolled back on error."""
+    with Session(get_engine(), expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+def set_local(connection: Connection | Session, name: str, value: str | int) -> None:
+    """``SET LOCAL name = value`` for the current transaction only (no RDS Proxy pinning
+    beyond it); ``set_config`` takes bind parameters where ``SET`` cannot."""
+    connection.execute(
+        text("SELECT set_config(:name, :value, true)"), {"name": name, "value": str(value)}
+    )

@@ -1,0 +1,243 @@
+"""SQLAlchemy models of the seed's five tables (names and types exactly as the seed).
+
+Timestamps are the seed's ``TIMESTAMP`` (without time zone) and hold UTC, set by the database;
+``updated_at`` is kept current by a trigger (see the initial migration), so raw SQL updates
+maintain it too.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import (
+    TIMESTAMP,
+    CheckConstraint,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from .config import SCHEMA_EMBEDDING_DIMENSIONS
+
+UTC_NOW = text("timezone('utc', now())")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class InterviewStatus(str, enum.Enum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(TIMESTAMP(), nullable=False, server_default=UTC_NOW)
+
+
+def _updated_at() -> Mapped[datetime]:
+    return mapped_column(TIMESTAMP(), nullable=False, server_default=UTC_NOW)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    company_id: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    title: Mapped[str] = mapped_column(String(500), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+    # Extras: where the job came from (a job is identified by its S3 location) and its state.
+    source_bucket: Mapped[str | None] = mapped_column(String(255))
+    source_key: Mapped[str | None] = mapped_column(String(1024))
+    source_version_id: Mapped[str | None] = mapped_column(String(1024))
+    source_sequencer: Mapped[str | None] = mapped_column(String(64))
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    source_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    deleted_at: Mapped[datetime | None] = mapped_column(TIMESTAMP())
+
+    chunks: Mapped[list[JobChunk]] = relationship(
+        back_populates="job",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="JobChunk.chunk_index",
+    )
+    interview_sessions: Mapped[list[InterviewSession]] = relationship(back_populates="job")
+    questions: Mapped[list[Question]] = relationship(back_populates="job", passive_deletes=True)
+
+    __table_args__ = (UniqueConstraint("source_bucket", "source_key"),)
+
+
+class JobChunk(Base):
+    __tablename__ = "job_chunks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    )
+    chunk_text: Mapped[str] = mapped_column(Text, nullable=False)
+    embedding: Mapped[Any] = mapped_column(VECTOR(SCHEMA_EMBEDDING_DIMENSIONS), nullable=False)
+    chunk_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+    # Extras: the job's company (denormalised so filtered search reads one table) and
+    # which model produced the embedding.
+    company_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    embedding_model: Mapped[str | None] = mapped_column(String(128))
+    embedding_dimensions: Mapped[int | None] = mapped_column(Integer)
+
+    job: Mapped[Job] = relationship(back_populates="chunks")
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "chunk_index"),
+        CheckConstraint("chunk_index >= 0", name="chunk_index_non_negative"),
+        Index(
+            "idx_job_chunks_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+    )
+
+
+class InterviewSession(Base):
+    __tablename__ = "interview_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    applicant_id: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    job_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("jobs.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    status: Mapped[InterviewStatus] = mapped_column(
+        Enum(
+            InterviewStatus,
+            name="interview_status",
+            values_callable=lambda members: [member.value for member in members],
+            validate_strings=True,
+        ),
+        nullable=False,
+        server_default=InterviewStatus.PENDING.value,
+    )
+    current_question_index: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=text("0")
+    )
+    started_at: Mapped[datetime | None] = mapped_column(TIMESTAMP())
+    completed_at: Mapped[datetime | None] = mapped_column(TIMESTAMP())
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+    job: Mapped[Job] = relationship(back_populates="interview_sessions")
+    results: Mapped[list[InterviewResult]] = relationship(
+        back_populates="interview",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="InterviewResult.question_id",
+    )
+
+    __table_args__ = (
+        CheckConstraint(
+            "current_question_index >= 0", name="current_question_index_non_negative"
+        ),
+    )
+
+
+_SCORE_COLUMNS = (
+    "logic_score",
+    "relevance_score",
+    "technical_score",
+    "communication_score",
+    "overall_score",
+)
+
+
+class InterviewResult(Base):
+    __tablename__ = "interview_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    interview_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("interview_sessions.id", ondelete="CASCADE"), nullable=False
+    )
+    question_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    question_text: Mapped[str | None] = mapped_column(Text)
+    stt_full_text: Mapped[str | None] = mapped_column(Text)
+    logic_score: Mapped[float | None] = mapped_column(Float)
+    relevance_score: Mapped[float | None] = mapped_column(Float)
+    technical_score: Mapped[float | None] = mapped_column(Float)
+    communication_score: Mapped[float | None] = mapped_column(Float)
+    overall_score: Mapped[float | None] = mapped_column(Float)
+    keywords: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    strengths: Mapped[list[str] | None] = mapped_column(JSONB)
+    weaknesses: Mapped[list[str] | None] = mapped_column(JSONB)
+    ai_feedback: Mapped[str | None] = mapped_column(Text)
+    # ``metadata`` is reserved on declarative classes; the column keeps the seed's name.
+    result_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+    interview: Mapped[InterviewSession] = relationship(back_populates="results")
+
+    __table_args__ = (
+        UniqueConstraint("interview_id", "question_id"),
+        *(
+            CheckConstraint(f"{column} >= 0 AND {column} <= 100", name=f"{column}_range")
+            for column in _SCORE_COLUMNS
+        ),
+        Index(
+            "ix_interview_results_keywords",
+            "keywords",
+            postgresql_using="gin",
+            postgresql_ops={"keywords": "jsonb_path_ops"},
+        ),
+    )
+
+
+class Question(Base):
+    __tablename__ = "questions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=True
+    )
+    question_type: Mapped[str] = mapped_column(String(50), nullable=False)
+    question_text: Mapped[str] = mapped_column(Text, nullable=False)
+    expected_keywords: Mapped[Any | None] = mapped_column(JSONB)
+    evaluation_criteria: Mapped[Any | None] = mapped_column(JSONB)
+    difficulty_level: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created_at()
+
+    job: Mapped[Job | None] = relationship(back_populates="questions")
+
+    __table_args__ = (
+        CheckConstraint(
+            "difficulty_level >= 1 AND difficulty_level <= 5", name="difficulty_level_range"
+        ),
+        Index("ix_questions_job_id_question_type", "job_id", "question_type"),
+    )
+
+
+TABLES_WITH_UPDATED_AT = ("jobs", "interview_sessions", "interview_results")

@@ -1,0 +1,137 @@
+"""Test fixtures: a real PostgreSQL + pgvector (embedded ``pgserver``, or ``TEST_DATABASE_URL``),
+a fresh migrated database per test session, and a clean slate after every test that used it."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+EVENTS_DIR = REPO_ROOT / "events"
+
+# Tests never reach AWS or a developer's own database: fake credentials, a fixed region, and a
+# placeholder DATABASE_URL (never connected to) until the database fixture provides the real one.
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "DB_HOST", "DB_SECRET_ARN", "DB_IAM_AUTH"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "DATABASE_URL": "postgresql://flex@127.0.0.1:1/not_connected_until_a_test_needs_it",
+        "EMBEDDING_PROVIDER": "local",
+        "POWERTOOLS_SERVICE_NAME": "flex-tests",
+        "POWERTOOLS_METRICS_NAMESPACE": "FlexTests",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+)
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import Engine, make_url  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from flex_shared import config, db  # noqa: E402
+
+ALL_TABLES = ("interview_results", "interview_sessions", "questions", "job_chunks", "jobs")
+
+
+def _embedded_server_url() -> str:
+    """Start (or join) an embedded PostgreSQL 16 + pgvector kept in a temp dir per checkout."""
+    import pgserver
+
+    checkout = hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:10]
+    # Short path: the server's unix socket lives in this directory (sun_path is 107 bytes).
+    data_dir = Path(tempfile.gettempdir()) / f"flex-pg-{checkout}"
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    return str(server.get_uri())
+
+
+def _admin_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL") or _embedded_server_url()
+
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database on the test server, migrated to head; dropped at the end."""
+    admin_raw = _admin_url()
+    admin_url, connect_args = db.parse_database_url(admin_raw)
+    name = f"flex_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, connect_args=connect_args, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    test_url = make_url(admin_raw).set(database=name).render_as_string(hide_password=False)
+
+    os.environ["DATABASE_URL"] = test_url
+    config.reset_settings()
+    db.reset_engine()
+    run_alembic("upgrade", "head")
+    try:
+        yield test_url
+    finally:
+        db.reset_engine()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run_alembic(action: str, revision: str) -> None:
+    """Run an Alembic command against the configured database, as the CLI would."""
+    from alembic import command
+    from alembic.config import Config
+
+    alembic_config = Config(str(REPO_ROOT / "alembic.ini"))
+    getattr(command, action)(alembic_config, revision)
+
+
+def truncate_all(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(ALL_TABLES)} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def db_engine(database_url: str) -> Iterator[Engine]:
+    """The layer's engine on the test database; every table is emptied after the test."""
+    engine = db.get_engine()
+    try:
+        yield engine
+    finally:
+        truncate_all(engine)
+
+
+@pytest.fixture
+def db_session(db_engine: Engine) -> Iterator[Session]:
+    with Session(db_engine, expire_on_commit=False) as session:
+        yield session
+
+
+@pytest.fixture
+def load_function() -> Callable[[str], ModuleType]:
+    """Load ``functions/<name>/app.py`` by file path, as Lambda does, under a unique name."""
+
+    def load(name: str) -> ModuleType:
+        function_dir = FUNCTIONS_DIR / name
+        module_name = f"{name}_app"
+        if module_name in sys.modules:
+            return sys.modules[module_name]
+        if str(function_dir) not in sys.path:
+            sys.path.insert(0, str(function_dir))
+        spec = importlib.util.spec_from_file_location(module_name, function_dir / "app.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load
