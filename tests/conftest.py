@@ -53,13 +53,12 @@ def _embedded_server_url() -> str:
     checkout = hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:10]
     # Short path: the server's unix socket lives in this directory (sun_path is 107 bytes).
     data_dir = Path(tempfile.gettempdir()) / f"flex-pg-{checkout}"
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     return str(server.get_uri())
 
 
 def _admin_url() -> str:
     return os.environ.get("TEST_DATABASE_URL") or _embedded_server_url()
-
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +127,8 @@ def load_function() -> Callable[[str], ModuleType]:
         if str(function_dir) not in sys.path:
             sys.path.insert(0, str(function_dir))
         spec = importlib.util.spec_from_file_location(module_name, function_dir / "app.py")
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         spec.loader.exec_module(module)

@@ -116,9 +116,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     provider = (_text(env, "EMBEDDING_PROVIDER") or "titan").lower()
     if provider not in ("titan", "local"):
         raise ConfigError(f"EMBEDDING_PROVIDER must be 'titan' or 'local', got {provider!r}")
-    dimensions = _int(
-        env, "EMBEDDING_DIMENSIONS", SCHEMA_EMBEDDING_DIMENSIONS, 1, 100_000
-    )
+    dimensions = _int(env, "EMBEDDING_DIMENSIONS", SCHEMA_EMBEDDING_DIMENSIONS, 1, 100_000)
     if dimensions != SCHEMA_EMBEDDING_DIMENSIONS:
         raise ConfigError(
             f"EMBEDDING_DIMENSIONS={dimensions} contradicts the schema's"

@@ -46,7 +46,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class InterviewStatus(str, enum.Enum):
+class InterviewStatus(enum.StrEnum):
     PENDING = "pending"
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
@@ -160,9 +160,7 @@ class InterviewSession(Base):
     )
 
     __table_args__ = (
-        CheckConstraint(
-            "current_question_index >= 0", name="current_question_index_non_negative"
-        ),
+        CheckConstraint("current_question_index >= 0", name="current_question_index_non_negative"),
     )
 
 

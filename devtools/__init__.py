@@ -1,0 +1,1 @@
+"""Developer tooling: local runner, fakes of AWS services, benchmark helpers. Not deployed."""

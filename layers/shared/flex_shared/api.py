@@ -1,0 +1,146 @@
+"""What the two API functions share: the resolver with validation and one JSON error shape.
+
+Every error body is ``{"error": {"code", "message", "details"?}}``. Caller mistakes are 4xx
+(malformed JSON 400, schema violations 422, missing rows 404, state conflicts 409);
+dependency failures are 503 naming the dependency; nothing else leaks a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from .errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
+
+logger = Logger(child=True)
+
+
+class ApiModel(BaseModel):
+    """Base of request bodies: unknown fields are rejected rather than silently lost, and
+    NaN/Infinity are rejected (they are not JSON and cannot be answered back)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _reject_non_finite(token: str) -> float:
+    raise ValueError(f"{token} is not valid JSON")
+
+
+def parse_json_strict(raw: str) -> Any:
+    """``json.loads`` without Python's NaN/Infinity extension."""
+    return json.loads(raw, parse_constant=_reject_non_finite)
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+) -> Response[Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps({"error": error}, ensure_ascii=False, allow_nan=False),
+    )
+
+
+def _field(location: Any) -> str:
+    parts = [str(part) for part in location if part != "body"] if location else []
+    return ".".join(parts) or "body"
+
+
+def _describe_validation(errors: Any) -> tuple[int, str, list[dict[str, Any]]]:
+    details: list[dict[str, Any]] = []
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            status = HTTPStatus.BAD_REQUEST
+            reason = (error.get("ctx") or {}).get("error") or "malformed JSON"
+            details.append({"field": "body", "message": f"malformed JSON: {reason}"})
+            continue
+        location = error.get("loc") or ()
+        field = (
+            "body"
+            if location and location[-1] == "body" and len(location) <= 2
+            else _field(
+                location[1:] if location and location[0] in ("body", "query", "path") else location
+            )
+        )
+        details.append(
+            {
+                "field": field,
+                "message": str(error.get("msg", "invalid")),
+                "type": str(error.get("type", "invalid")),
+            }
+        )
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"
+    return status, summary, details
+
+
+def create_resolver() -> APIGatewayRestResolver:
+    """An ``APIGatewayRestResolver`` with pydantic validation and the shared error mapping."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(exc: RequestValidationError) -> Response[Any]:
+        status, message, details = _describe_validation(exc.errors())
+        return error_response(status, "validation_error", message, details)
+
+    @app.exception_handler(InvalidInput)
+    def _invalid_input(exc: InvalidInput) -> Response[Any]:
+        return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(NotFound)
+    def _not_found(exc: NotFound) -> Response[Any]:
+        return error_response(HTTPStatus.NOT_FOUND, exc.code, exc.message)
+
+    @app.exception_handler(NotFoundError)
+    def _no_route(exc: NotFoundError) -> Response[Any]:
+        event = app.current_event
+        return error_response(
+            HTTPStatus.NOT_FOUND,
+            "route_not_found",
+            f"no route for {event.http_method} {event.path}",
+        )
+
+    @app.exception_handler(Conflict)
+    def _conflict(exc: Conflict) -> Response[Any]:
+        return error_response(HTTPStatus.CONFLICT, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(DependencyUnavailable)
+    def _dependency(exc: DependencyUnavailable) -> Response[Any]:
+        logger.exception("dependency unavailable", extra={"dependency": exc.dependency})
+        return error_response(HTTPStatus.SERVICE_UNAVAILABLE, exc.code, exc.message)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeoutError)
+    def _database_down(exc: Exception) -> Response[Any]:
+        logger.exception("database unavailable")
+        return error_response(
+            HTTPStatus.SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable"
+        )
+
+    @app.exception_handler(DBAPIError)
+    def _database_error(exc: DBAPIError) -> Response[Any]:
+        if exc.connection_invalidated:
+            logger.exception("database connection lost")
+            return error_response(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is unavailable",
+            )
+        logger.exception("database error")
+        return error_response(
+            HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "the request could not be completed"
+        )
+
+    return app

@@ -1,0 +1,50 @@
+"""Domain errors. Domain logic raises these without knowing HTTP; the API layer
+(:mod:`flex_shared.api`) maps each to a status code and a JSON body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FlexError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class InvalidInput(FlexError):
+    """The caller's input is wrong (maps to 4xx); nothing was changed."""
+
+    code = "invalid_input"
+
+
+class NotFound(FlexError):
+    """A resource the caller named does not exist."""
+
+    code = "not_found"
+
+    def __init__(self, resource: str, identifier: object) -> None:
+        super().__init__(f"{resource} {identifier} not found")
+        self.resource = resource
+        self.identifier = identifier
+
+
+class Conflict(FlexError):
+    """The request is well-formed but conflicts with the resource's current state."""
+
+    code = "conflict"
+
+
+class DependencyUnavailable(FlexError):
+    """A dependency (database, Bedrock) failed or timed out; retrying later may succeed."""
+
+    code = "dependency_unavailable"
+
+    def __init__(self, dependency: str, message: str | None = None) -> None:
+        super().__init__(message or f"{dependency} is unavailable")
+        self.dependency = dependency
