@@ -1,0 +1,127 @@
+"""Benchmark databases: a named database on a real PostgreSQL + pgvector, migrated to head.
+
+The server is ``BENCH_DATABASE_URL`` (or ``TEST_DATABASE_URL``) when set, else an embedded
+``pgserver`` kept in its own data directory, separate from the tests' server, so benchmark
+data survives between runs (loading 100k vectors and building HNSW takes minutes) and a test
+run never stops the server under a running benchmark.
+
+    from bench import bench_db
+    url = bench_db.ensure_database("bench_search")      # create + migrate if missing
+    engine = bench_db.engine_for(url)
+    with bench_db.layer_configured(url): ...            # DATABASE_URL for the handlers
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from flex_shared import config, db
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_server: Any = None
+
+
+def _embedded_server_url() -> str:
+    global _server
+    import pgserver
+
+    checkout = hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:10]
+    # Short path: the unix socket lives in this directory (sun_path is 107 bytes).
+    data_dir = Path(tempfile.gettempdir()) / f"flex-bench-pg-{checkout}"
+    if _server is None:
+        _server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    return str(_server.get_uri())
+
+
+def admin_url() -> str:
+    """URL of the benchmark server's maintenance database."""
+    return (
+        os.environ.get("BENCH_DATABASE_URL")
+        or os.environ.get("TEST_DATABASE_URL")
+        or _embedded_server_url()
+    )
+
+
+def engine_for(url: str, **kwargs: Any) -> Engine:
+    """A pg8000 engine for ``url`` (same URL rules as the layer's DATABASE_URL)."""
+    parsed, connect_args = db.parse_database_url(url)
+    return create_engine(parsed, connect_args=connect_args, **kwargs)
+
+
+def database_url(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"bad benchmark database name {name!r}")
+    return make_url(admin_url()).set(database=name).render_as_string(hide_password=False)
+
+
+def _exists(admin: Engine, name: str) -> bool:
+    with admin.connect() as connection:
+        found = connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        ).first()
+    return found is not None
+
+
+def migrate(url: str) -> None:
+    """``alembic upgrade head`` on ``url`` through a handed-over connection."""
+    from alembic import command
+    from alembic.config import Config
+
+    alembic_config = Config(str(REPO_ROOT / "alembic.ini"))
+    engine = engine_for(url)
+    try:
+        with engine.connect() as connection:
+            alembic_config.attributes["connection"] = connection
+            command.upgrade(alembic_config, "head")
+            connection.commit()
+    finally:
+        engine.dispose()
+
+
+def ensure_database(name: str, *, recreate: bool = False) -> str:
+    """Create database ``name`` if missing (or drop and create it when ``recreate``),
+    migrate it to head, and return its URL. Migrating an existing database is a no-op
+    unless new revisions were added."""
+    url = database_url(name)
+    admin = engine_for(admin_url(), isolation_level="AUTOCOMMIT")
+    try:
+        if recreate:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not _exists(admin, name):
+            with admin.connect() as connection:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    migrate(url)
+    return url
+
+
+@contextmanager
+def layer_configured(url: str) -> Iterator[None]:
+    """Point the layer (``DATABASE_URL``, settings, engine) at ``url`` for the duration."""
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    config.reset_settings()
+    db.reset_engine()
+    try:
+        yield
+    finally:
+        db.reset_engine()
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+        config.reset_settings()
