@@ -41,7 +41,7 @@ def _embedded_server_url() -> str:
     # Short path: the unix socket lives in this directory (sun_path is 107 bytes).
     data_dir = Path(tempfile.gettempdir()) / f"flex-bench-pg-{checkout}"
     if _server is None:
-        _server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        _server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     return str(_server.get_uri())
 
 
