@@ -20,6 +20,8 @@ DEFAULT_EMBEDDING_MODEL_ID = "amazon.titan-embed-text-v2:0"
 DEFAULT_HNSW_EF_SEARCH = 100
 DEFAULT_DB_POOL_SIZE = 1
 DEFAULT_DB_MAX_OVERFLOW = 2
+DEFAULT_INGEST_MAX_OBJECT_BYTES = 10 * 1024 * 1024
+"""Job descriptions are a few pages; anything bigger is rejected before it is downloaded."""
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -47,6 +49,7 @@ class Settings(BaseModel):
     embedding_dimensions: int = SCHEMA_EMBEDDING_DIMENSIONS
     embedding_max_concurrency: int = 8
     hnsw_ef_search: int = DEFAULT_HNSW_EF_SEARCH
+    ingest_max_object_bytes: int = DEFAULT_INGEST_MAX_OBJECT_BYTES
 
     @property
     def database_mode(self) -> Literal["url", "secret", "iam"]:
@@ -138,6 +141,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         embedding_dimensions=dimensions,
         embedding_max_concurrency=_int(env, "EMBEDDING_MAX_CONCURRENCY", 8, 1, 64),
         hnsw_ef_search=_int(env, "HNSW_EF_SEARCH", DEFAULT_HNSW_EF_SEARCH, 1, 1000),
+        ingest_max_object_bytes=_int(
+            env, "INGEST_MAX_OBJECT_BYTES", DEFAULT_INGEST_MAX_OBJECT_BYTES, 1, 1024**3
+        ),
     )
 
 
