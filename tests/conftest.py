@@ -10,6 +10,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -61,28 +62,47 @@ def _admin_url() -> str:
     return os.environ.get("TEST_DATABASE_URL") or _embedded_server_url()
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A fresh database on the test server, migrated to head; dropped at the end."""
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """Create an empty database on the test server; yield its URL; drop it afterwards."""
     admin_raw = _admin_url()
     admin_url, connect_args = db.parse_database_url(admin_raw)
     name = f"flex_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, connect_args=connect_args, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    test_url = make_url(admin_raw).set(database=name).render_as_string(hide_password=False)
-
-    os.environ["DATABASE_URL"] = test_url
-    config.reset_settings()
-    db.reset_engine()
-    run_alembic("upgrade", "head")
     try:
-        yield test_url
+        yield make_url(admin_raw).set(database=name).render_as_string(hide_password=False)
     finally:
-        db.reset_engine()
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def configured_database(url: str) -> Iterator[None]:
+    """Point the layer's configuration (DATABASE_URL) at ``url`` for the duration."""
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    config.reset_settings()
+    db.reset_engine()
+    try:
+        yield
+    finally:
+        db.reset_engine()
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+        config.reset_settings()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database on the test server, migrated to head; dropped at the end."""
+    with fresh_database() as url, configured_database(url):
+        run_alembic("upgrade", "head")
+        yield url
 
 
 def run_alembic(action: str, revision: str) -> None:

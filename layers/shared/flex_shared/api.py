@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from .db import sqlstate
 from .errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 
 logger = Logger(child=True)
@@ -131,6 +132,14 @@ def create_resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(DBAPIError)
     def _database_error(exc: DBAPIError) -> Response[Any]:
+        code = sqlstate(exc) or ""
+        if code.startswith("23"):
+            # An integrity violation the domain did not foresee (e.g. a row removed by a
+            # concurrent request): the request conflicts with the data, it is not an outage.
+            logger.warning("integrity violation", extra={"sqlstate": code})
+            return error_response(
+                HTTPStatus.CONFLICT, "conflict", "the request conflicts with the current data"
+            )
         if exc.connection_invalidated:
             logger.exception("database connection lost")
             return error_response(

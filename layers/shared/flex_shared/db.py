@@ -198,6 +198,20 @@ def transaction() -> Iterator[Session]:
         yield session
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE of a driver error, e.g. ``23505``.
+
+    pg8000 raises ``IntegrityError`` only for unique violations (23505); foreign-key (23503)
+    and check (23514) violations arrive as ``ProgrammingError``, so match on the code.
+    """
+    original = getattr(exc, "orig", exc)
+    details = original.args[0] if getattr(original, "args", None) else None
+    if isinstance(details, dict):
+        code = details.get("C")
+        return str(code) if code else None
+    return None
+
+
 def set_local(connection: Connection | Session, name: str, value: str | int) -> None:
     """``SET LOCAL name = value`` for the current transaction only (no RDS Proxy pinning
     beyond it); ``set_config`` takes bind parameters where ``SET`` cannot."""
