@@ -1,20 +1,42 @@
-"""Embedding providers behind one interface (``EMBEDDING_PROVIDER``).
+"""Embedding providers behind one interface, chosen by ``EMBEDDING_PROVIDER``.
 
-PLACEHOLDER: minimal version so other parts can be built against the interface; the real
-Titan client (concurrency, retries, deadlines) and local embedder replace it.
+- ``titan``: Amazon Titan Text Embeddings V2 through Bedrock ``InvokeModel``, one text per
+  call, a bounded number of calls in flight, retries with exponential backoff and full jitter
+  inside a deadline (usually the Lambda's remaining time, see :func:`deadline_from_context`).
+- ``local``: a deterministic, offline feature-hashing embedder (``local-hash-v1``) for local
+  runs and tests: same vector on every machine, related texts closer than unrelated ones.
+
+boto3 is imported lazily: the Lambda runtime provides it and the layer does not ship it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import math
+import os
+import random
 import re
-from collections.abc import Sequence
+import threading
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from itertools import pairwise
+from typing import Any, Protocol
 
 from .config import get_settings
 from .errors import DependencyUnavailable, InvalidInput
+
+logger = logging.getLogger(__name__)
+
+TITAN_MAX_INPUT_CHARS = 50_000
+"""Titan V2 rejects longer inputs (and inputs over 8,192 tokens) with a ValidationException."""
+TITAN_MAX_INPUT_TOKENS = 8_192
 
 
 class EmbeddingUnavailable(DependencyUnavailable):
@@ -26,6 +48,11 @@ class EmbeddingUnavailable(DependencyUnavailable):
 
 class EmbeddingInputError(InvalidInput):
     """An input the model rejects (e.g. over Titan's limit); names the input's position."""
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        details = [{"index": index}] if index is not None else None
+        super().__init__(message, details=details)
+        self.index = index
 
 
 class Embedder(Protocol):
@@ -44,38 +71,436 @@ class Embedder(Protocol):
         ...
 
 
+class _LambdaContext(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+def deadline_from_context(context: _LambdaContext, *, reserve_seconds: float = 5.0) -> float:
+    """A ``time.monotonic()`` deadline that leaves ``reserve_seconds`` of the invocation's
+    remaining time for the work after embedding (writing chunks, answering)."""
+    remaining = context.get_remaining_time_in_millis() / 1000.0
+    return time.monotonic() + max(0.0, remaining - reserve_seconds)
+
+
+def _validate_inputs(texts: Sequence[str]) -> None:
+    """Reject what Titan would reject anyway, before spending a call (same rules offline)."""
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise EmbeddingInputError(
+                f"text {index} is {type(text).__name__}, not a string", index=index
+            )
+        if not text.strip():
+            raise EmbeddingInputError(f"text {index} is empty", index=index)
+        if len(text) > TITAN_MAX_INPUT_CHARS:
+            raise EmbeddingInputError(
+                f"text {index} has {len(text)} characters; the model accepts at most"
+                f" {TITAN_MAX_INPUT_CHARS}",
+                index=index,
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Local embedder
+# --------------------------------------------------------------------------------------------
+
+_MASK64 = (1 << 64) - 1
+# Words: letters/digits of any script, keeping the '+'/'#' of C++ and C#.
+_WORD_RE = re.compile(r"[^\W_]+[+#]*")
+# Hangul, CJK ideographs, kana: dense scripts where a 2-character window is already a morpheme.
+_DENSE_SCRIPT_RE = re.compile(
+    r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7a3]"
+)
+# Function words: they carry little meaning, so they get a small weight and no n-grams.
+# fmt: off
+_STOPWORDS = frozenset([
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is",
+    "it", "its", "of", "on", "or", "our", "the", "this", "to", "we", "will", "with", "you",
+    "your", "they", "their", "who", "what", "can", "all", "any", "not", "but", "more", "than",
+    "into", "about", "also",
+    "및", "등", "또는", "위한", "있는", "있습니다", "합니다",
+    "하는", "대한", "통해", "수", "것", "더",
+])
+# fmt: on
+_WORD_WEIGHT = 1.0
+_NGRAM_WEIGHT = 1.0  # norm of a word's character n-grams together
+_BIGRAM_WEIGHT = 0.7
+_STOPWORD_WEIGHT = 0.15
+_FEATURE_CACHE_LIMIT = 50_000
+
+
+def _hash64(kind: bytes, value: str) -> int:
+    """A stable 64-bit hash (never Python's ``hash()``, which is salted per process)."""
+    digest = hashlib.blake2b(kind + value.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _mix64(value: int) -> int:
+    """splitmix64's finaliser: spreads a combination of two word hashes over 64 bits."""
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
+
+
+@dataclass(frozen=True, slots=True)
+class _WordFeatures:
+    hash64: int
+    stop: bool
+    # (dimension, signed weight) pairs of the word and its character n-grams, merged.
+    entries: tuple[tuple[int, float], ...]
+
+
 class LocalEmbedder:
-    """Deterministic offline embedder (placeholder)."""
+    """Deterministic offline embedder: signed feature hashing of words, character n-grams
+    (trigrams; bigrams for Hangul/CJK, so inflected Korean forms such as 개발자를/개발자가 share
+    features) and word bigrams, with sublinear term frequency. Pure Python, no model download.
+
+    Changing the features changes the vectors: bump ``model_id`` when you do.
+    """
 
     model_id = "local-hash-v1"
 
     def __init__(self, dimensions: int = 1024) -> None:
+        if dimensions < 2:
+            raise ValueError("dimensions must be at least 2")
         self.dimensions = dimensions
+        self._cache: dict[str, _WordFeatures] = {}
+
+    def _slot(self, hash64: int) -> tuple[int, float]:
+        return hash64 % self.dimensions, 1.0 if (hash64 >> 40) & 1 else -1.0
+
+    def _word_features(self, word: str) -> _WordFeatures:
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        hash64 = _hash64(b"w\x00", word)
+        stop = word in _STOPWORDS
+        weights: dict[int, float] = {}
+        slot, sign = self._slot(hash64)
+        weights[slot] = sign * (_STOPWORD_WEIGHT if stop else _WORD_WEIGHT)
+        if not stop and len(word) > 1:
+            n = 2 if _DENSE_SCRIPT_RE.search(word) else 3
+            marked = f"<{word}>"
+            grams = [marked[i : i + n] for i in range(len(marked) - n + 1)]
+            gram_weight = _NGRAM_WEIGHT / math.sqrt(len(grams))
+            for gram in grams:
+                slot, sign = self._slot(_hash64(b"g\x00", gram))
+                weights[slot] = weights.get(slot, 0.0) + sign * gram_weight
+        features = _WordFeatures(hash64, stop, tuple(weights.items()))
+        if len(self._cache) >= _FEATURE_CACHE_LIMIT:
+            self._cache.clear()  # bounded memory; vocabularies of job ads are small
+        self._cache[word] = features
+        return features
 
     def _embed(self, text: str) -> list[float]:
+        normalized = unicodedata.normalize("NFKC", text).casefold()
+        words = _WORD_RE.findall(normalized)
+        if not words:  # only symbols or emoji: let each character be a word
+            words = [char for char in normalized if not char.isspace()] or ["\x00empty"]
         vector = [0.0] * self.dimensions
-        for token in re.findall(r"\w+", text.lower()):
-            digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
-            index = int.from_bytes(digest[:4], "little") % self.dimensions
-            vector[index] += 1.0 if digest[4] & 1 else -1.0
-        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
-        if norm == 1.0 and not any(vector):
-            vector[0] = 1.0
-        return [v / norm for v in vector]
+        features = {}
+        for word, count in Counter(words).items():
+            word_features = self._word_features(word)
+            features[word] = word_features
+            scale = 1.0 + math.log(count)
+            for slot, weight in word_features.entries:
+                vector[slot] += weight * scale
+        for (left, right), count in Counter(pairwise(words)).items():
+            left_features, right_features = features[left], features[right]
+            if left_features.stop or right_features.stop:
+                continue
+            combined = _mix64(
+                (left_features.hash64 * 0x9E3779B97F4A7C15 + right_features.hash64) & _MASK64
+            )
+            slot, sign = self._slot(combined)
+            vector[slot] += sign * _BIGRAM_WEIGHT * (1.0 + math.log(count))
+        norm = math.hypot(*vector)
+        if norm == 0.0:  # features cancelled out exactly (practically never)
+            vector[0], norm = 1.0, 1.0
+        inverse = 1.0 / norm
+        return [value * inverse for value in vector]
 
     def embed_documents(
         self, texts: Sequence[str], *, deadline: float | None = None
     ) -> list[list[float]]:
+        _validate_inputs(texts)
         return [self._embed(text) for text in texts]
 
     def embed_query(self, text: str, *, deadline: float | None = None) -> list[float]:
+        _validate_inputs([text])
         return self._embed(text)
+
+
+# --------------------------------------------------------------------------------------------
+# Titan (Bedrock)
+# --------------------------------------------------------------------------------------------
+
+RETRYABLE_ERROR_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "ServiceUnavailableException",
+        "ModelTimeoutException",
+        "ModelNotReadyException",
+        "InternalServerException",
+        "TooManyRequestsException",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: before retry ``n`` (1-based) sleep a uniform time
+    in ``[0, min(max_delay, base_delay * 2**(n-1))]``. ``max_attempts`` counts the first call."""
+
+    max_attempts: int = 8
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+
+
+@dataclass(slots=True)
+class EmbeddingUsage:
+    """Counters of one embedder (thread-safe updates via the embedder's lock)."""
+
+    calls: int = 0
+    retries: int = 0
+    input_tokens: int = 0
+
+
+class _GiveUp(Exception):
+    """Internal: stop waiting (another input failed or the deadline passed)."""
+
+
+class TitanEmbedder:
+    """Titan Text Embeddings V2 over ``bedrock-runtime`` ``InvokeModel``.
+
+    One boto3 client per embedder (and one embedder per container, see :func:`get_embedder`);
+    region and endpoint come from the environment (``AWS_REGION``,
+    ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``), never from code. botocore's own retries are off: this
+    class retries, because only it knows the deadline.
+    """
+
+    CONNECT_TIMEOUT_SECONDS = 2.0
+    READ_TIMEOUT_SECONDS = 10.0
+
+    def __init__(
+        self,
+        model_id: str = "amazon.titan-embed-text-v2:0",
+        dimensions: int = 1024,
+        *,
+        max_concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+        default_budget_seconds: float = 20.0,
+        client: Any = None,
+        sleep_random: Callable[[float, float], float] | None = None,
+    ) -> None:
+        if dimensions not in (256, 512, 1024):
+            raise ValueError("Titan V2 supports 256, 512 or 1024 dimensions")
+        self.model_id = model_id
+        self.dimensions = dimensions
+        self.max_concurrency = max(1, max_concurrency)
+        self.retry = retry or RetryPolicy()
+        self.default_budget_seconds = default_budget_seconds
+        self.usage = EmbeddingUsage()
+        self._client = client
+        self._lock = threading.Lock()
+        self._uniform = sleep_random or random.Random().uniform  # noqa: S311 -- jitter, not crypto
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client, created once (thread-safely) on first use."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._create_client()
+        return self._client
+
+    def _create_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import NoRegionError
+
+        config = Config(
+            connect_timeout=self.CONNECT_TIMEOUT_SECONDS,
+            read_timeout=self.READ_TIMEOUT_SECONDS,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            max_pool_connections=max(10, self.max_concurrency),
+            tcp_keepalive=True,
+        )
+        try:
+            # A private session: boto3's default session is not safe to share across threads.
+            # Region from the environment (Lambda sets AWS_REGION; boto3 itself reads only
+            # AWS_DEFAULT_REGION and the config file), endpoint from boto3's own lookup
+            # (AWS_ENDPOINT_URL_BEDROCK_RUNTIME): neither is ever written in code.
+            return boto3.session.Session().client(
+                "bedrock-runtime", region_name=os.environ.get("AWS_REGION") or None, config=config
+            )
+        except NoRegionError:
+            raise EmbeddingUnavailable(
+                "no AWS region configured (set AWS_REGION or AWS_DEFAULT_REGION)"
+            ) from None
+
+    # -- public interface ---------------------------------------------------------------------
+
+    def embed_documents(
+        self, texts: Sequence[str], *, deadline: float | None = None
+    ) -> list[list[float]]:
+        _validate_inputs(texts)
+        if not texts:
+            return []
+        deadline = self._deadline(deadline)
+        stop = threading.Event()
+        if len(texts) == 1 or self.max_concurrency == 1:
+            return [
+                self._embed_with_retry(text, index, deadline, stop)
+                for index, text in enumerate(texts)
+            ]
+        return self._embed_concurrently(texts, deadline, stop)
+
+    def embed_query(self, text: str, *, deadline: float | None = None) -> list[float]:
+        return self.embed_documents([text], deadline=deadline)[0]
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _deadline(self, deadline: float | None) -> float:
+        return deadline if deadline is not None else time.monotonic() + self.default_budget_seconds
+
+    def _embed_concurrently(
+        self, texts: Sequence[str], deadline: float, stop: threading.Event
+    ) -> list[list[float]]:
+        self.client  # noqa: B018 -- create the client once, before the threads race for it
+        workers = min(self.max_concurrency, len(texts))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="titan")
+        try:
+            futures: list[Future[list[float]]] = [
+                pool.submit(self._embed_with_retry, text, index, deadline, stop)
+                for index, text in enumerate(texts)
+            ]
+            remaining = max(0.0, deadline - time.monotonic())
+            done, pending = wait(futures, timeout=remaining, return_when=FIRST_EXCEPTION)
+            if any(future.exception() for future in done):
+                # Stop the others, let in-flight calls land, then report the lowest failing
+                # index so the same input gives the same error on every run.
+                stop.set()
+                wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+                failed = [future for future in futures if future.done() and future.exception()]
+                raise self._first_error(failed)
+            if pending:
+                stop.set()
+                raise EmbeddingUnavailable(
+                    f"embedding {len(texts)} texts did not finish before the deadline"
+                    f" ({len(pending)} still waiting)"
+                )
+            return [future.result() for future in futures]
+        finally:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _first_error(failed: list[Future[list[float]]]) -> BaseException:
+        errors = [future.exception() for future in failed]
+        real = [error for error in errors if error is not None and not isinstance(error, _GiveUp)]
+        input_errors = [error for error in real if isinstance(error, EmbeddingInputError)]
+        chosen = min(input_errors, key=lambda error: error.index or 0) if input_errors else None
+        if chosen is not None:
+            return chosen
+        return real[0] if real else EmbeddingUnavailable("embedding was cancelled")
+
+    def _embed_with_retry(
+        self, text: str, index: int, deadline: float, stop: threading.Event
+    ) -> list[float]:
+        from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+        body = json.dumps(
+            {"inputText": text, "dimensions": self.dimensions, "normalize": True},
+            ensure_ascii=False,
+        ).encode("utf-8")
+        attempt = 0
+        while True:
+            if stop.is_set():
+                raise _GiveUp
+            if time.monotonic() >= deadline:
+                raise EmbeddingUnavailable(
+                    f"embedding text {index} did not finish before the deadline"
+                    f" ({attempt} attempts)"
+                )
+            attempt += 1
+            with self._lock:
+                self.usage.calls += 1
+            try:
+                response = self.client.invoke_model(
+                    modelId=self.model_id,
+                    body=body,
+                    contentType="application/json",
+                    accept="application/json",
+                )
+                return self._parse(response, index)
+            except ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", "Unknown"))
+                message = str(error.response.get("Error", {}).get("Message", ""))
+                if code == "ValidationException":
+                    raise EmbeddingInputError(
+                        f"text {index} was rejected by {self.model_id}: {message}", index=index
+                    ) from None
+                if code not in RETRYABLE_ERROR_CODES:
+                    raise EmbeddingUnavailable(
+                        f"{self.model_id} failed for text {index}: {code}: {message}"
+                    ) from None
+                reason = code
+            except (ConnectionError, HTTPClientError) as error:
+                reason = type(error).__name__
+            if attempt >= self.retry.max_attempts:
+                raise EmbeddingUnavailable(
+                    f"{self.model_id} still failing for text {index} after {attempt} attempts"
+                    f" (last: {reason})"
+                )
+            delay = self._uniform(
+                0.0, min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
+            )
+            if time.monotonic() + delay >= deadline:
+                raise EmbeddingUnavailable(
+                    f"{self.model_id} still failing for text {index} after {attempt} attempts"
+                    f" (last: {reason}); no time left before the deadline to retry"
+                )
+            logger.info(
+                "retrying embedding",
+                extra={"index": index, "attempt": attempt, "reason": reason, "delay": delay},
+            )
+            with self._lock:
+                self.usage.retries += 1
+            if stop.wait(delay):
+                raise _GiveUp
+
+    def _parse(self, response: dict[str, Any], index: int) -> list[float]:
+        try:
+            payload = json.loads(response["body"].read())
+            vector = [float(value) for value in payload["embedding"]]
+            tokens = int(payload.get("inputTextTokenCount", 0))
+        except (KeyError, TypeError, ValueError) as error:
+            raise EmbeddingUnavailable(
+                f"{self.model_id} returned an unreadable response for text {index}: {error}"
+            ) from None
+        if len(vector) != self.dimensions or not all(math.isfinite(value) for value in vector):
+            raise EmbeddingUnavailable(
+                f"{self.model_id} returned a {len(vector)}-value embedding for text {index};"
+                f" expected {self.dimensions} finite values"
+            )
+        with self._lock:
+            self.usage.input_tokens += tokens
+        return vector
 
 
 @lru_cache(maxsize=1)
 def get_embedder() -> Embedder:
-    """The container's embedder, chosen by ``EMBEDDING_PROVIDER``."""
+    """The container's embedder, chosen by ``EMBEDDING_PROVIDER`` (created once)."""
     settings = get_settings()
     if settings.embedding_provider == "local":
         return LocalEmbedder(settings.embedding_dimensions)
-    raise NotImplementedError("titan provider not implemented yet")
+    return TitanEmbedder(
+        settings.embedding_model_id,
+        settings.embedding_dimensions,
+        max_concurrency=settings.embedding_max_concurrency,
+    )
+
+
+def reset_embedder() -> None:
+    """Forget the container's embedder (tests change the environment)."""
+    get_embedder.cache_clear()

@@ -1,0 +1,450 @@
+"""A loopback stand-in for Bedrock's ``InvokeModel`` with Titan Text Embeddings V2.
+
+boto3 reaches it through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` (no code change in the layer).
+It speaks the real wire format: ``POST /model/{modelId}/invoke`` with the Titan V2 body
+``{"inputText", "dimensions", "normalize", "embeddingTypes"}``, answers
+``{"embedding", "inputTextTokenCount", "embeddingsByType"}``, and reports errors the way
+Bedrock does (status code, ``x-amzn-ErrorType`` header, ``{"message"}`` body), so botocore
+raises the same ``ClientError`` codes. Embeddings are the deterministic ``local-hash-v1``
+vectors, so search over data embedded through the fake is meaningful.
+
+Knobs: fixed latency (+ jitter), random throttling, a concurrency limit that throttles
+excess calls (like a small on-demand quota), scripted failures for the next calls, and
+failures for inputs containing a marker. Use it as a context manager::
+
+    with FakeTitan(latency=0.1) as titan:
+        os.environ.update(titan.environ())
+        ...
+
+or from a shell: ``python -m devtools.fake_titan --port 8790 --latency 0.1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote
+
+try:
+    from flex_shared.chunking import estimate_tokens
+    from flex_shared.embeddings import LocalEmbedder
+except ModuleNotFoundError:  # run from the repo root without the layer on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "shared"))
+    from flex_shared.chunking import estimate_tokens
+    from flex_shared.embeddings import LocalEmbedder
+
+TITAN_V2_MODEL_ID = "amazon.titan-embed-text-v2:0"
+MAX_INPUT_CHARS = 50_000
+MAX_INPUT_TOKENS = 8_192
+CONNECTION_RESET = "connection_reset"
+"""Pseudo error: close the connection without answering (botocore: ConnectionClosedError)."""
+
+ERROR_STATUS = {
+    "AccessDeniedException": 403,
+    "ResourceNotFoundException": 404,
+    "ThrottlingException": 429,
+    "ModelTimeoutException": 408,
+    "InternalServerException": 500,
+    "ServiceUnavailableException": 503,
+    "ValidationException": 400,
+    "ServiceQuotaExceededException": 400,
+    "ModelNotReadyException": 429,
+    "ModelErrorException": 424,
+}
+_DEFAULT_MESSAGES = {
+    "ThrottlingException": "Too many requests, please wait before trying again.",
+    "ServiceUnavailableException": "Bedrock is unable to process your request.",
+    "ModelTimeoutException": "Model has timed out in processing the request.",
+    "InternalServerException": "The server encountered an internal error.",
+    "AccessDeniedException": "You don't have access to the model with the specified model ID.",
+}
+_ALLOWED_KEYS = {"inputText", "dimensions", "normalize", "embeddingTypes"}
+
+
+class _FakeError(Exception):
+    def __init__(self, code: str, message: str | None = None) -> None:
+        super().__init__(message or _DEFAULT_MESSAGES.get(code, code))
+        self.code = code
+        self.message = message or _DEFAULT_MESSAGES.get(code, code)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the fake saw it (for tests asserting the wire shape)."""
+
+    method: str
+    path: str
+    model_id: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class _State:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    calls: int = 0
+    successes: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    requests: list[RecordedRequest] = field(default_factory=list)
+    scripted: deque[tuple[str, str | None]] = field(default_factory=deque)
+    markers: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+
+
+class FakeTitan:
+    """The fake server. ``start()``/``stop()`` or ``with FakeTitan(...) as titan``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        latency_jitter: float = 0.0,
+        throttle_rate: float = 0.0,
+        max_concurrent: int | None = None,
+        seed: int = 0,
+        record_requests: bool = True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.latency = latency
+        self.latency_jitter = latency_jitter
+        self.throttle_rate = throttle_rate
+        self.max_concurrent = max_concurrent
+        self.record_requests = record_requests
+        self._random = random.Random(seed)  # noqa: S311 -- simulation, not crypto
+        self._state = _State()
+        self._embedders: dict[int, LocalEmbedder] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> FakeTitan:
+        if self._server is not None:
+            return self
+        handler = type("FakeTitanHandler", (_Handler,), {"fake": self})
+        server = ThreadingHTTPServer((self.host, self.port), handler)
+        server.daemon_threads = True
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeTitan:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeTitan is not running: call start() first")
+        return f"http://{self.host}:{self.port}"
+
+    def environ(self) -> dict[str, str]:
+        """Environment variables that point boto3's ``bedrock-runtime`` client here."""
+        return {"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.endpoint_url}
+
+    # -- scripting and observation ------------------------------------------------------------
+
+    def fail_next(self, error: str, count: int = 1, message: str | None = None) -> None:
+        """The next ``count`` calls fail with ``error`` (an error code, or CONNECTION_RESET)."""
+        _check_error(error)
+        with self._state.lock:
+            self._state.scripted.extend([(error, message)] * count)
+
+    def fail_inputs_containing(self, marker: str, error: str, message: str | None = None) -> None:
+        """Every call whose ``inputText`` contains ``marker`` fails with ``error``."""
+        _check_error(error)
+        with self._state.lock:
+            self._state.markers[marker] = (error, message)
+
+    def reset(self) -> None:
+        """Forget recorded requests, counters and scripted failures."""
+        with self._state.lock:
+            self._state = _State()
+
+    @property
+    def calls(self) -> int:
+        return self._state.calls
+
+    @property
+    def successes(self) -> int:
+        return self._state.successes
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._state.max_in_flight
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._state.lock:
+            return list(self._state.requests)
+
+    def expected_embedding(self, text: str, dimensions: int = 1024) -> list[float]:
+        """The vector this fake answers for ``text`` (normalised)."""
+        return self._embedder(dimensions).embed_query(text)
+
+    # -- request handling (called from the server's threads) -----------------------------------
+
+    def _embedder(self, dimensions: int) -> LocalEmbedder:
+        embedder = self._embedders.get(dimensions)
+        if embedder is None:
+            embedder = self._embedders.setdefault(dimensions, LocalEmbedder(dimensions))
+        return embedder
+
+    def _enter(self, request: RecordedRequest) -> tuple[str, str | None] | None:
+        """Count the call; return a failure decided before the model 'runs', if any."""
+        state = self._state
+        with state.lock:
+            state.calls += 1
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            if self.record_requests:
+                state.requests.append(request)
+            if state.scripted:
+                return state.scripted.popleft()
+            text = request.body.get("inputText") if isinstance(request.body, dict) else None
+            if isinstance(text, str):
+                for marker, failure in state.markers.items():
+                    if marker in text:
+                        return failure
+            if self.max_concurrent is not None and state.in_flight > self.max_concurrent:
+                return ("ThrottlingException", None)
+            if self.throttle_rate and self._random.random() < self.throttle_rate:
+                return ("ThrottlingException", None)
+            return None
+
+    def _leave(self, success: bool) -> None:
+        with self._state.lock:
+            self._state.in_flight -= 1
+            if success:
+                self._state.successes += 1
+
+    def _delay(self) -> float:
+        if not self.latency_jitter:
+            return self.latency
+        with self._state.lock:
+            jitter = self._random.uniform(-self.latency_jitter, self.latency_jitter)
+        return max(0.0, self.latency + jitter)
+
+    def _answer(self, model_id: str, body: Any) -> tuple[dict[str, Any], int]:
+        """The Titan V2 response body and its token count, or raise a ValidationException."""
+        if "titan-embed-text-v2" not in model_id:
+            raise _FakeError("ValidationException", "The provided model identifier is invalid.")
+        if not isinstance(body, dict):
+            raise _FakeError("ValidationException", "Malformed input request, please reformat")
+        extra = sorted(set(body) - _ALLOWED_KEYS)
+        if extra:
+            raise _FakeError(
+                "ValidationException",
+                f"Malformed input request: extraneous key [{extra[0]}] is not permitted",
+            )
+        text = body.get("inputText")
+        if not isinstance(text, str):
+            raise _FakeError(
+                "ValidationException", "Malformed input request: required key [inputText] not found"
+            )
+        if not text:
+            raise _FakeError(
+                "ValidationException", "Malformed input request: expected minLength: 1, actual: 0"
+            )
+        if len(text) > MAX_INPUT_CHARS:
+            raise _FakeError(
+                "ValidationException",
+                f"Malformed input request: expected maxLength: {MAX_INPUT_CHARS},"
+                f" actual: {len(text)}",
+            )
+        tokens = max(1, estimate_tokens(text))
+        if tokens > MAX_INPUT_TOKENS:
+            raise _FakeError(
+                "ValidationException",
+                f"400 Bad Request: Too many input tokens. Max input tokens: {MAX_INPUT_TOKENS},"
+                f" request input token count: {tokens}",
+            )
+        dimensions = body.get("dimensions", 1024)
+        if dimensions not in (256, 512, 1024) or isinstance(dimensions, bool):
+            raise _FakeError(
+                "ValidationException",
+                f"Malformed input request: #/dimensions: {dimensions} is not a valid enum value",
+            )
+        normalize = body.get("normalize", True)
+        if not isinstance(normalize, bool):
+            raise _FakeError(
+                "ValidationException",
+                "Malformed input request: #/normalize: expected type: Boolean",
+            )
+        types = body.get("embeddingTypes", ["float"])
+        if not isinstance(types, list) or not types or set(types) - {"float", "binary"}:
+            raise _FakeError(
+                "ValidationException",
+                "Malformed input request: #/embeddingTypes: expected [float, binary]",
+            )
+        vector = self._embedder(dimensions).embed_query(text)
+        if not normalize:  # Titan's raw vectors are not unit length; any fixed scale will do
+            vector = [value * 8.0 for value in vector]
+        by_type: dict[str, Any] = {}
+        if "float" in types:
+            by_type["float"] = vector
+        if "binary" in types:
+            by_type["binary"] = [1 if value > 0 else 0 for value in vector]
+        return (
+            {"embedding": vector, "inputTextTokenCount": tokens, "embeddingsByType": by_type},
+            tokens,
+        )
+
+
+def _check_error(error: str) -> None:
+    if error != CONNECTION_RESET and error not in ERROR_STATUS:
+        raise ValueError(f"unknown error {error!r}; use one of {sorted(ERROR_STATUS)}")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeTitan
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real endpoint
+    timeout = 30  # idle keep-alive connections go away eventually
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        parts = self.path.split("?", 1)[0].split("/")
+        if len(parts) != 4 or parts[1] != "model" or parts[3] != "invoke":
+            self._send_error("UnknownOperationException", 404, f"no route for {self.path}")
+            return
+        model_id = unquote(parts[2])
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        request = RecordedRequest(
+            "POST", self.path, model_id, {k.lower(): v for k, v in self.headers.items()}, body
+        )
+        failure = self.fake._enter(request)
+        success = False
+        try:
+            if failure is not None:
+                code, message = failure
+                if code == CONNECTION_RESET:
+                    self._reset_connection()
+                    return
+                if code == "ModelTimeoutException":
+                    time.sleep(self.fake._delay())
+                raise _FakeError(code, message)
+            started = time.monotonic()
+            answer, tokens = self.fake._answer(model_id, body)
+            time.sleep(max(0.0, self.fake._delay() - (time.monotonic() - started)))
+            success = True
+            self._send_json(
+                200,
+                answer,
+                {
+                    "X-Amzn-Bedrock-Input-Token-Count": str(tokens),
+                    "X-Amzn-Bedrock-Invocation-Latency": str(
+                        int((time.monotonic() - started) * 1000)
+                    ),
+                },
+            )
+        except _FakeError as error:
+            self._send_error(error.code, ERROR_STATUS.get(error.code, 400), error.message)
+        finally:
+            self.fake._leave(success)
+
+    def do_GET(self) -> None:
+        self._send_error("UnknownOperationException", 404, f"no route for GET {self.path}")
+
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_error(self, code: str, status: int, message: str) -> None:
+        self._send_json(
+            status,
+            {"message": message},
+            {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/"},
+        )
+
+    def _reset_connection(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.fake_titan",
+        description="Serve a fake Bedrock Titan V2 embeddings endpoint on loopback.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per call")
+    parser.add_argument("--jitter", type=float, default=0.0, help="+/- seconds of latency")
+    parser.add_argument("--throttle-rate", type=float, default=0.0, help="0..1 share throttled")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="throttle beyond this")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    fake = FakeTitan(
+        host=args.host,
+        port=args.port,
+        latency=args.latency,
+        latency_jitter=args.jitter,
+        throttle_rate=args.throttle_rate,
+        max_concurrent=args.max_concurrent,
+        seed=args.seed,
+        record_requests=False,
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with fake:
+        print(f"AWS_ENDPOINT_URL_BEDROCK_RUNTIME={fake.endpoint_url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stopped.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
