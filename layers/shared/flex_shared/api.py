@@ -8,6 +8,7 @@ dependency failures are 503 naming the dependency; nothing else leaks a stack tr
 from __future__ import annotations
 
 import json
+import math
 from http import HTTPStatus
 from typing import Any
 
@@ -16,7 +17,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from .db import sqlstate
@@ -32,13 +33,36 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class _NotStrictJson(ValueError):
+    pass
+
+
 def _reject_non_finite(token: str) -> float:
-    raise ValueError(f"{token} is not valid JSON")
+    raise _NotStrictJson(f"{token} is not valid JSON")
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):  # 1e400 parses as inf
+        raise _NotStrictJson(f"number {token[:40]} is out of range")
+    return value
 
 
 def parse_json_strict(raw: str) -> Any:
-    """``json.loads`` without Python's NaN/Infinity extension."""
-    return json.loads(raw, parse_constant=_reject_non_finite)
+    """``json.loads`` without Python's NaN/Infinity extension and without numbers that
+    overflow to infinity. Every rejection is a ``json.JSONDecodeError``, so Powertools'
+    validation answers it as malformed JSON (400) instead of failing with a 500 (its parser
+    catches only that class; over-long integers and deep nesting raise others)."""
+    try:
+        return json.loads(raw, parse_constant=_reject_non_finite, parse_float=_finite_float)
+    except json.JSONDecodeError:
+        raise
+    except _NotStrictJson as exc:
+        raise json.JSONDecodeError(str(exc), raw, 0) from None
+    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
+        raise json.JSONDecodeError(str(exc).split(":")[0], raw, 0) from None
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", raw, 0) from None
 
 
 def error_response(
@@ -89,7 +113,14 @@ def _describe_validation(errors: Any) -> tuple[int, str, list[dict[str, Any]]]:
 
 def create_resolver() -> APIGatewayRestResolver:
     """An ``APIGatewayRestResolver`` with pydantic validation and the shared error mapping."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    app = APIGatewayRestResolver(
+        enable_validation=True,
+        # NaN, Infinity and overflowing numbers are malformed JSON (400), never stored or echoed.
+        json_body_deserializer=parse_json_strict,
+        # Debug mode (POWERTOOLS_DEV) prints every event, bodies included, to the logs: request
+        # bodies hold personal data (interview transcripts), so it stays off whatever the env.
+        debug=False,
+    )
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response[Any]:
@@ -123,6 +154,8 @@ def create_resolver() -> APIGatewayRestResolver:
         return error_response(HTTPStatus.SERVICE_UNAVAILABLE, exc.code, exc.message)
 
     @app.exception_handler(OperationalError)
+    # pg8000 reports a refused or timed-out connection as an InterfaceError.
+    @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeoutError)
     def _database_down(exc: Exception) -> Response[Any]:
         logger.exception("database unavailable")

@@ -148,6 +148,9 @@ def build_engine(settings: Settings) -> Engine:
         # A container may sleep for many minutes; the proxy drops idle clients meanwhile.
         pool_pre_ping=True,
         pool_recycle=600,
+        # Statement parameters carry personal data (interview transcripts, feedback); keep
+        # them out of exception messages, which end up in the logs.
+        hide_parameters=True,
     )
 
     if settings.db_iam_auth:
