@@ -1,0 +1,238 @@
+"""Synthetic search corpus for the benchmark: clustered unit-norm vectors, bulk-loaded with COPY.
+
+Everything is a pure function of :class:`Corpus` (seeded), so a later run regenerates the same
+vectors for exact ground truth instead of reading 400 MB back from the database, and a database
+already built with the same parameters is reused (loading + HNSW build take minutes).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+HNSW_DDL = (
+    "CREATE INDEX idx_job_chunks_embedding_hnsw ON job_chunks"
+    " USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+)
+_BATCH_ROWS = 10_000
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = struct.pack("!h", -1)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    rows: int = 100_000
+    dimensions: int = 1024
+    clusters: int = 100
+    companies: int = 100  # one company holds 1% of the rows: the selective filter
+    chunks_per_job: int = 10
+    noise: float = 1.0  # noise norm relative to the unit cluster centre
+    seed: int = 20_261_124
+
+    @property
+    def jobs(self) -> int:
+        return -(-self.rows // self.chunks_per_job)
+
+    def company_of_job(self, job_id: int) -> int:
+        return (job_id - 1) % self.companies + 1
+
+    def centres(self) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, 0])
+        centres = rng.standard_normal((self.clusters, self.dimensions))
+        return centres / np.linalg.norm(centres, axis=1, keepdims=True)
+
+    def _sample(self, rng: np.random.Generator, count: int, centres: np.ndarray) -> np.ndarray:
+        chosen = centres[rng.integers(0, self.clusters, count)]
+        noise = rng.standard_normal((count, self.dimensions)) * (
+            self.noise / np.sqrt(self.dimensions)
+        )
+        vectors = chosen + noise
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors.astype(np.float32)
+
+    def batches(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row number, float32 unit vectors) in row order; row n is chunk id n + 1."""
+        centres = self.centres()
+        for start in range(0, self.rows, _BATCH_ROWS):
+            count = min(_BATCH_ROWS, self.rows - start)
+            rng = np.random.default_rng([self.seed, 1, start])
+            yield start, self._sample(rng, count, centres)
+
+    def queries(self, count: int) -> np.ndarray:
+        """Query vectors from the same distribution, not in the corpus."""
+        return self._sample(np.random.default_rng([self.seed, 2]), count, self.centres())
+
+    def fingerprint(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def exact_top_k(corpus: Corpus, queries: np.ndarray, k: int) -> list[list[int]]:
+    """Exact cosine top-k chunk ids per query (unit vectors: largest inner product)."""
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_ids = np.zeros((len(queries), k), dtype=np.int64)
+    for start, vectors in corpus.batches():
+        scores = queries @ vectors.T
+        ids = np.broadcast_to(np.arange(start + 1, start + 1 + len(vectors)), scores.shape)
+        all_scores = np.concatenate([best_scores, scores], axis=1)
+        all_ids = np.concatenate([best_ids, ids], axis=1)
+        top = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(all_scores, top, axis=1)
+        best_ids = np.take_along_axis(all_ids, top, axis=1)
+    return [[int(i) for i in row] for row in best_ids]
+
+
+def _binary_rows(rows: Iterator[tuple[bytes, ...]]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    buffer.write(_COPY_HEADER)
+    for fields in rows:
+        buffer.write(struct.pack("!h", len(fields)))
+        for field in fields:
+            buffer.write(struct.pack("!i", len(field)))
+            buffer.write(field)
+    buffer.write(_COPY_TRAILER)
+    buffer.seek(0)
+    return buffer
+
+
+def _int4(value: int) -> bytes:
+    return struct.pack("!i", value)
+
+
+def _vector(values: np.ndarray) -> bytes:
+    # pgvector's binary format: int16 dimensions, int16 unused, float4 values (network order).
+    return struct.pack("!hh", len(values), 0) + values.astype(">f4").tobytes()
+
+
+def _copy(engine: Engine, statement: str, buffer: io.BytesIO) -> None:
+    with engine.begin() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(statement, stream=buffer)
+
+
+def stored_build(engine: Engine, corpus: Corpus) -> dict[str, Any] | None:
+    """The recorded build of this corpus, if the database holds exactly it with its index."""
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS bench_search_build"
+                " (id int PRIMARY KEY, fingerprint jsonb NOT NULL, info jsonb NOT NULL)"
+            )
+        )
+        row = connection.execute(
+            text("SELECT fingerprint, info FROM bench_search_build WHERE id = 1")
+        ).first()
+        index = connection.execute(
+            text("SELECT to_regclass('idx_job_chunks_embedding_hnsw') IS NOT NULL")
+        ).scalar()
+    if row is None or not index or row[0] != corpus.fingerprint():
+        return None
+    return dict(row[1])
+
+
+def build(engine: Engine, corpus: Corpus, *, log: Any = print) -> dict[str, Any]:
+    """Load ``corpus`` (COPY) and build the HNSW index; reuse an identical earlier build."""
+    reused = stored_build(engine, corpus)
+    if reused is not None:
+        log(f"reusing the stored corpus ({corpus.rows:,} rows)")
+        return {**reused, "reused": True}
+
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM bench_search_build"))
+        connection.execute(text("DROP INDEX IF EXISTS idx_job_chunks_embedding_hnsw"))
+        connection.execute(text("TRUNCATE jobs, job_chunks RESTART IDENTITY CASCADE"))
+
+    started = time.perf_counter()
+    job_rows = (
+        (
+            _int4(job_id),
+            _int4(corpus.company_of_job(job_id)),
+            f"Synthetic job {job_id}".encode(),
+            f"Synthetic description of job {job_id}".encode(),
+        )
+        for job_id in range(1, corpus.jobs + 1)
+    )
+    _copy(
+        engine,
+        "COPY jobs (id, company_id, title, description) FROM STDIN WITH (FORMAT binary)",
+        _binary_rows(job_rows),
+    )
+    for start, vectors in corpus.batches():
+        chunk_rows = []
+        for offset, vector in enumerate(vectors):
+            row = start + offset
+            job_id = row // corpus.chunks_per_job + 1
+            chunk_rows.append(
+                (
+                    _int4(row + 1),
+                    _int4(job_id),
+                    f"chunk {row + 1} of synthetic job {job_id}".encode(),
+                    _vector(vector),
+                    _int4(row % corpus.chunks_per_job),
+                    _int4(corpus.company_of_job(job_id)),
+                )
+            )
+        _copy(
+            engine,
+            "COPY job_chunks (id, job_id, chunk_text, embedding, chunk_index, company_id)"
+            " FROM STDIN WITH (FORMAT binary)",
+            _binary_rows(iter(chunk_rows)),
+        )
+        log(f"  loaded {start + len(vectors):,} / {corpus.rows:,} chunks")
+    with engine.begin() as connection:
+        for table in ("jobs", "job_chunks"):
+            connection.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
+                )
+            )
+    load_seconds = time.perf_counter() - started
+
+    # The graph must fit in maintenance_work_mem or the build slows down badly (NOTES.md):
+    # about 4.1 KB of vector plus neighbour lists per element. One parallel worker: 2 cores.
+    work_mem_mb = max(1024, min(8192, corpus.rows * 6 // 1024))
+    log(f"building HNSW (m=16, ef_construction=64), maintenance_work_mem={work_mem_mb}MB ...")
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        connection.execute(
+            text("SELECT set_config('maintenance_work_mem', :v, true)"), {"v": f"{work_mem_mb}MB"}
+        )
+        connection.execute(text("SELECT set_config('max_parallel_maintenance_workers', '1', true)"))
+        connection.execute(text(HNSW_DDL))
+    build_seconds = time.perf_counter() - started
+
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM ANALYZE jobs"))
+        connection.execute(text("VACUUM ANALYZE job_chunks"))
+        index_bytes = int(
+            connection.execute(
+                text("SELECT pg_relation_size('idx_job_chunks_embedding_hnsw')")
+            ).scalar_one()
+        )
+        table_bytes = int(
+            connection.execute(text("SELECT pg_total_relation_size('job_chunks')")).scalar_one()
+        )
+    info = {
+        "load_seconds": round(load_seconds, 2),
+        "index_build_seconds": round(build_seconds, 2),
+        "index_bytes": index_bytes,
+        "table_total_bytes": table_bytes,
+        "maintenance_work_mem_mb": work_mem_mb,
+    }
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO bench_search_build (id, fingerprint, info)"
+                " VALUES (1, CAST(:f AS jsonb), CAST(:i AS jsonb))"
+            ),
+            {"f": json.dumps(corpus.fingerprint()), "i": json.dumps(info)},
+        )
+    return {**info, "reused": False}

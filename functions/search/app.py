@@ -1,0 +1,42 @@
+"""Search API (SPEC.md, "Search API"): ``POST /search`` and ``GET /jobs/{job_id}``.
+
+API Gateway REST proxy events in, JSON out. Validation (422 naming the field, 400 for malformed
+JSON) and the error shape come from the layer's resolver; the work is in ``search_service``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from search_service import read_job, search
+
+from flex_shared.api import create_resolver
+from flex_shared.config import get_settings
+from flex_shared.schemas.search import INT4_MAX, SearchRequest
+
+get_settings()  # a misconfigured deployment fails at start-up, naming the variable
+logger = Logger()
+app = create_resolver()
+
+
+def _json(body: str) -> Response[Any]:
+    return Response(status_code=200, content_type="application/json", body=body)
+
+
+@app.post("/search")
+def post_search(request: SearchRequest) -> Response[Any]:
+    return _json(search(request).model_dump_json())
+
+
+@app.get("/jobs/<job_id>")
+def get_job(job_id: Annotated[int, Path(ge=1, le=INT4_MAX)]) -> Response[Any]:
+    return _json(read_job(job_id).model_dump_json())
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,111 @@
+"""Search domain logic: embed the query, rank in the database, shape the results.
+
+Knows nothing of API Gateway; raises the layer's domain errors (``NotFound``,
+``DependencyUnavailable``, ``InvalidInput``), which the resolver turns into HTTP answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC
+
+from aws_lambda_powertools import Logger
+from search_embedding import query_vector_literal
+from search_store import ChunkFilter, ChunkHit, Metric, find_job, search_chunks
+from sqlalchemy.exc import InterfaceError
+from sqlalchemy.orm import Session
+
+from flex_shared.config import get_settings
+from flex_shared.db import transaction
+from flex_shared.errors import DependencyUnavailable, FlexError, NotFound
+from flex_shared.schemas.search import JobResponse, SearchRequest, SearchResponse, SearchResult
+
+logger = Logger(child=True)
+
+
+def similarity(metric: Metric, distance: float) -> float:
+    """Cosine similarity from the operator's value, valid for unit-length vectors:
+    cosine ``1 - d``; L2 ``1 - d**2 / 2`` (``|a - b|**2 = 2 - 2 cos``); inner product ``-d``
+    (``<#>`` is the negative inner product, which equals the cosine for unit vectors)."""
+    if metric == "cosine":
+        return 1.0 - distance
+    if metric == "l2":
+        return 1.0 - distance * distance / 2.0
+    return -distance
+
+
+def _embed(query: str) -> str:
+    try:
+        return query_vector_literal(query)
+    except DependencyUnavailable as exc:
+        # The provider's message ("throttled", "timed out") does not say what failed: name it.
+        raise DependencyUnavailable(
+            exc.dependency, f"{exc.dependency} is unavailable: {exc.message}"
+        ) from exc
+    except FlexError:
+        raise  # EmbeddingInputError (an InvalidInput): the query itself is refused, 422
+    except Exception as exc:  # an unexpected provider failure is still a dependency failure
+        logger.exception("query embedding failed")
+        raise DependencyUnavailable("embedding service") from exc
+
+
+@contextmanager
+def _database() -> Iterator[Session]:
+    try:
+        with transaction() as session:
+            yield session
+    except InterfaceError as exc:
+        # pg8000 reports refused or broken connections as InterfaceError, not OperationalError.
+        raise DependencyUnavailable("database") from exc
+
+
+def _result(metric: Metric, hit: ChunkHit) -> SearchResult:
+    return SearchResult(
+        chunk_id=hit.chunk_id,
+        job_id=hit.job_id,
+        company_id=hit.company_id,
+        job_title=hit.job_title,
+        chunk_index=hit.chunk_index,
+        chunk_text=hit.chunk_text,
+        distance=hit.distance,
+        similarity=similarity(metric, hit.distance),
+    )
+
+
+def search(request: SearchRequest) -> SearchResponse:
+    """The ``min(top_k, matching)`` chunks nearest to the query, best first."""
+    literal = _embed(request.query.strip())
+    with _database() as session:
+        outcome = search_chunks(
+            session,
+            literal,
+            metric=request.metric,
+            top_k=request.top_k,
+            chunk_filter=ChunkFilter(job_id=request.job_id, company_id=request.company_id),
+            ef_search=get_settings().hnsw_ef_search,
+        )
+    if outcome.strategy == "index_then_exact":
+        # Worth knowing: many of these mean dead tuples to VACUUM or an ef_search too small.
+        logger.info(
+            "index scan came back short; answered by exact scan",
+            extra={"top_k": request.top_k, "ef_search": outcome.ef_search},
+        )
+    return SearchResponse(results=[_result(request.metric, hit) for hit in outcome.hits])
+
+
+def read_job(job_id: int) -> JobResponse:
+    """A job still in search, or ``NotFound``."""
+    with _database() as session:
+        job = find_job(session, job_id)
+    if job is None:
+        raise NotFound("job", job_id)
+    return JobResponse(
+        id=job.id,
+        company_id=job.company_id,
+        title=job.title,
+        description=job.description,
+        chunk_count=job.chunk_count,
+        created_at=job.created_at.replace(tzinfo=UTC),
+        updated_at=job.updated_at.replace(tzinfo=UTC),
+    )

@@ -1,0 +1,76 @@
+"""Search API models (SPEC.md, "Search API"): ``POST /search`` and ``GET /jobs/{job_id}``.
+
+Types are strict (``true`` is not a ``top_k``, ``"3"`` is not a ``job_id``): a caller's
+mistake is a 422 naming the field rather than a silently coerced query.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, StrictInt, StrictStr, field_serializer, field_validator
+
+from ..api import ApiModel
+
+Metric = Literal["cosine", "l2", "inner_product"]
+
+INT4_MAX = 2_147_483_647
+"""Ids are PostgreSQL ``integer``; a larger id is a caller's mistake, not a database error."""
+
+QUERY_MAX_CHARS = 50_000
+"""Titan Text Embeddings V2 rejects longer inputs (NOTES.md)."""
+
+DatabaseId = Annotated[StrictInt, Field(ge=1, le=INT4_MAX)]
+
+
+class SearchRequest(ApiModel):
+    query: Annotated[StrictStr, Field(min_length=1, max_length=QUERY_MAX_CHARS)]
+    top_k: Annotated[StrictInt, Field(ge=1, le=100)] = 5
+    metric: Metric = "cosine"
+    job_id: DatabaseId | None = None
+    company_id: DatabaseId | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _query_has_words(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query must not be empty or whitespace only")
+        return value
+
+
+class SearchResult(ApiModel):
+    chunk_id: int
+    job_id: int
+    company_id: int
+    job_title: str
+    chunk_index: int
+    chunk_text: str
+    distance: float
+    """The requested pgvector operator's value: ``<=>``, ``<->`` or ``<#>`` (negative
+    inner product)."""
+    similarity: float
+    """Cosine similarity, whatever the metric (the stored vectors are unit-length):
+    ``1 - d`` for cosine, ``1 - d**2 / 2`` for L2, ``-d`` for inner product."""
+
+
+class SearchResponse(ApiModel):
+    results: list[SearchResult]
+
+
+class JobResponse(ApiModel):
+    id: int
+    company_id: int
+    title: str
+    description: str
+    chunk_count: int
+    created_at: datetime
+    updated_at: datetime
+
+    @field_serializer("created_at", "updated_at")
+    def _utc_iso8601(self, value: datetime) -> str:
+        # The columns are TIMESTAMP WITHOUT TIME ZONE holding UTC: say so on the wire, in the
+        # one shape every API uses (2024-05-01T12:34:56.123456Z).
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="microseconds") + "Z"
