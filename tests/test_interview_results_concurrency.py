@@ -7,7 +7,6 @@ import importlib.util
 import json
 import multiprocessing
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -116,7 +115,7 @@ def job_id(db_engine: Engine) -> int:
 
 
 def test_concurrent_writes_for_one_question_leave_one_row_and_no_5xx(
-    db_engine: Engine, job_id: int, load_function: Callable[[str], ModuleType]
+    db_engine: Engine, job_id: int
 ) -> None:
     # Given one running interview, when 4 containers post a result for the same question at
     # the same instant, round after round (a new question each round)
@@ -171,7 +170,7 @@ def test_concurrent_transitions_from_one_state_let_exactly_one_win(
 
     # Then exactly one wins each race; the others get 409 naming the state it left behind
     with db_engine.connect() as connection:
-        final = dict(
+        final: dict[int, str] = dict(
             connection.execute(
                 text("SELECT id, status FROM interview_sessions WHERE id = ANY(:ids)"),
                 {"ids": interviews},
