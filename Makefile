@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := requirements.txt layers/shared/requirements.txt $(wildcard functions/*/requirements.txt)
 
-.PHONY: install test lint typecheck check clean
+.PHONY: install test lint typecheck check clean sam-install sam-validate sam-build layer-size
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,34 @@ lint: install
 	$(BIN)/mypy layers/shared functions migrations tests
 
 check: lint test
+
+# SAM CLI lives in its own virtualenv: it pins its own boto3/pydantic. No AWS call is made here:
+# a fixed region and no telemetry; `sam build` runs without Docker and fetches arm64 wheels from PyPI.
+SAM_VENV := .venv-sam
+SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(SAM_VENV)/bin/sam
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
+	touch $@
+
+sam-install: $(SAM_VENV)/.installed
+
+## sam-validate: SAM translation and cfn-lint of template.yaml; any finding fails
+# (`sam validate --lint` reports errors only; cfn-lint itself adds warnings and informational checks)
+sam-validate: sam-install
+	$(SAM) validate --template-file template.yaml
+	$(SAM) validate --lint --template-file template.yaml
+	$(SAM_VENV)/bin/cfn-lint --include-checks I -- template.yaml
+
+## sam-build: build the layer and every function for arm64 into .aws-sam/build (no container)
+sam-build: sam-install
+	$(SAM) build --template-file template.yaml
+
+## layer-size: unzipped sizes of the built layer and functions; fails over budget or on drift
+layer-size: install sam-build
+	$(BIN)/python -m devtools.sam_build_report .aws-sam/build
 
 clean:
 	rm -rf $(VENV) .aws-sam .local

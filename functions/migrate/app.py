@@ -8,6 +8,7 @@ nothing (data outlives stacks), and CloudFormation always gets an answer.
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -16,17 +17,26 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sqlalchemy import text
 
-from flex_shared.config import get_settings
+from flex_shared.config import ConfigError, get_settings
 from flex_shared.db import get_engine
 
 logger = Logger(service="migrate")
-get_settings()  # fail at start-up, naming the variable, when the configuration is wrong
+try:
+    get_settings()  # report a wrong configuration at start-up, naming the variable...
+except ConfigError:
+    # ...but still load: a CloudFormation request must get its FAILED answer, not an init error
+    # (the error is raised again by the first get_settings() of each invocation).
+    logger.exception("invalid configuration")
 
 _HERE = Path(__file__).resolve().parent
 # Packaged next to app.py by the build; in a checkout it is the repository's migrations/.
 _MIGRATIONS_DIRS = (_HERE / "migrations", _HERE.parents[1] / "migrations")
 # Any constant shared by every migration runner: concurrent runs queue instead of racing.
 _MIGRATION_LOCK_KEY = 0x666C6578  # "flex"
+# A custom-resource request is answered FAILED this long before the Lambda would time out
+# (a timed-out Lambda cannot answer, and CloudFormation would wait for its ServiceTimeout).
+_ANSWER_MARGIN_SECONDS = 20.0
+_ANSWER_TIMEOUT_SECONDS = 15.0
 
 
 class MigrationRequestError(ValueError):
@@ -96,13 +106,46 @@ def _answer_cloudformation(
         event["ResponseURL"],
         data=body,
         method="PUT",
+        # The presigned URL was signed without a content type: send an empty one.
         headers={"Content-Type": "", "Content-Length": str(len(body))},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=_ANSWER_TIMEOUT_SECONDS) as response:  # noqa: S310
         response.read()
 
 
-def _handle_custom_resource(event: dict[str, Any]) -> dict[str, Any]:
+class _OneAnswer:
+    """Answers a custom-resource request once: whichever comes first of the outcome and the
+    deadline guard's FAILED."""
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        self._event = event
+        self._lock = threading.Lock()
+        self.sent: tuple[str, str] | None = None
+
+    def send(self, status: str, reason: str, data: dict[str, Any]) -> bool:
+        with self._lock:
+            if self.sent is not None:
+                return False
+            _answer_cloudformation(self._event, status, reason, data)
+            self.sent = (status, reason)
+            return True
+
+
+def _handle_custom_resource(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    answer = _OneAnswer(event)
+
+    def answer_before_timeout() -> None:
+        try:
+            if answer.send("FAILED", "migration did not finish before the Lambda timeout", {}):
+                logger.error("answered FAILED: the Lambda timeout is near")
+        except Exception:
+            logger.exception("could not answer CloudFormation")
+
+    remaining = context.get_remaining_time_in_millis() / 1000 - _ANSWER_MARGIN_SECONDS
+    guard = threading.Timer(max(remaining, 0.0), answer_before_timeout)
+    guard.daemon = True
+    guard.start()
+
     status, reason, data = "SUCCESS", "ok", {}
     try:
         if event["RequestType"] in ("Create", "Update"):
@@ -112,14 +155,18 @@ def _handle_custom_resource(event: dict[str, Any]) -> dict[str, Any]:
             reason = "delete: the database and its data are kept"
     except Exception as exc:  # CloudFormation must hear back, whatever happened
         logger.exception("migration failed")
-        status, reason = "FAILED", f"migration failed: {type(exc).__name__}: {exc}"
-    _answer_cloudformation(event, status, reason, data)
-    return {"Status": status, "Reason": reason}
+        status, reason, data = "FAILED", f"migration failed: {type(exc).__name__}: {exc}", {}
+    finally:
+        guard.cancel()
+    if not answer.send(status, reason, data):
+        logger.warning("outcome after the answer was sent", extra={"status": status})
+    sent_status, sent_reason = answer.sent or (status, reason)
+    return {"Status": sent_status, "Reason": sent_reason}
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "RequestType" in event and "ResponseURL" in event:
-        return _handle_custom_resource(event)
+        return _handle_custom_resource(event, context)
     # A bad request or a failed migration raises: the caller (a deploy step) must see it fail.
     return run(str(event.get("action", "upgrade")), str(event.get("revision", "head")))
