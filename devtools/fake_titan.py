@@ -227,9 +227,13 @@ class FakeTitan:
             embedder = self._embedders.setdefault(dimensions, LocalEmbedder(dimensions))
         return embedder
 
-    def _enter(self, request: RecordedRequest) -> tuple[str, str | None] | None:
-        """Count the call; return a failure decided before the model 'runs', if any."""
+    def _enter(self, request: RecordedRequest) -> tuple[_State, tuple[str, str | None] | None]:
+        """Count the call; return the counters it belongs to (a reset() during a slow call
+        must not corrupt the new ones) and a failure decided before the model 'runs', if any."""
         state = self._state
+        return state, self._decide(state, request)
+
+    def _decide(self, state: _State, request: RecordedRequest) -> tuple[str, str | None] | None:
         with state.lock:
             state.calls += 1
             state.in_flight += 1
@@ -249,11 +253,12 @@ class FakeTitan:
                 return ("ThrottlingException", None)
             return None
 
-    def _leave(self, success: bool) -> None:
-        with self._state.lock:
-            self._state.in_flight -= 1
+    @staticmethod
+    def _leave(state: _State, success: bool) -> None:
+        with state.lock:
+            state.in_flight -= 1
             if success:
-                self._state.successes += 1
+                state.successes += 1
 
     def _delay(self) -> float:
         if not self.latency_jitter:
@@ -356,7 +361,7 @@ class _Handler(BaseHTTPRequestHandler):
         request = RecordedRequest(
             "POST", self.path, model_id, {k.lower(): v for k, v in self.headers.items()}, body
         )
-        failure = self.fake._enter(request)
+        state, failure = self.fake._enter(request)
         success = False
         try:
             if failure is not None:
@@ -384,7 +389,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _FakeError as error:
             self._send_error(error.code, ERROR_STATUS.get(error.code, 400), error.message)
         finally:
-            self.fake._leave(success)
+            self.fake._leave(state, success)
 
     def do_GET(self) -> None:
         self._send_error("UnknownOperationException", 404, f"no route for GET {self.path}")

@@ -60,8 +60,8 @@ _HEADING_RES = (
 def estimate_tokens(text: str) -> int:
     """A conservative token estimate without a tokenizer: ASCII words ceil(len/4), digit runs
     ceil(len/3), every other non-space character (Hangul, CJK, punctuation, emoji) one token,
-    whitespace runs beyond the first character one token per four. Subadditive: the estimate of
-    a slice never exceeds the sum over its parts."""
+    whitespace runs beyond the first character one token per four. Cutting a text between
+    whitespace runs, or inside a word, never makes the parts' estimates sum to less."""
     latin = _LATIN_RE.findall(text)
     digits = _DIGITS_RE.findall(text)
     spaces = _SPACE_RE.findall(text)
@@ -152,7 +152,8 @@ def _units(text: str) -> list[tuple[int, int, int]]:
             continue
         if _is_heading(line):
             flush(group_level)
-            units.append((start, end, _SECTION))
+            indent = len(line) - len(line.lstrip())
+            units.append((start + indent, start + len(line.rstrip()), _SECTION))
             after_heading, pending_level, previous_line = True, _LINE, line
             continue
         # A wrapped line continues the sentence of the previous one; anything else (a bullet,

@@ -347,13 +347,9 @@ class TitanEmbedder:
         if not texts:
             return []
         deadline = self._deadline(deadline)
-        stop = threading.Event()
-        if len(texts) == 1 or self.max_concurrency == 1:
-            return [
-                self._embed_with_retry(text, index, deadline, stop)
-                for index, text in enumerate(texts)
-            ]
-        return self._embed_concurrently(texts, deadline, stop)
+        # Even one text goes through a worker thread: the caller then stops waiting at the
+        # deadline although botocore's read timeout would let a stuck call run longer.
+        return self._embed_concurrently(texts, deadline, threading.Event())
 
     def embed_query(self, text: str, *, deadline: float | None = None) -> list[float]:
         return self.embed_documents([text], deadline=deadline)[0]
