@@ -1,0 +1,488 @@
+"""template.yaml's wiring: what `sam validate` cannot know.
+
+Every function's handler exists and imports; every API route is served by the function whose
+app registers it; every method is behind AWS_IAM; IAM is scoped to exactly the Titan V2 model
+and the proxy's database user; the bucket's notifications and failure handling are in place;
+migrations run on deploy; the environment passes the layer's own configuration validation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+
+from flex_shared.config import load_settings
+from tests.conftest import REPO_ROOT
+
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+SAMCONFIG_PATH = REPO_ROOT / "samconfig.toml"
+TITAN_V2_ARN = (
+    "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/amazon.titan-embed-text-v2:0"
+)
+PROXY_USER_ARN = (
+    "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}"
+    ":dbuser:${DbProxyResourceId}/${DbUser}"
+)
+# SPEC.md: the functions, and every route with the function that must serve it.
+SPEC_FUNCTIONS = {
+    "IngestJobFunction": "ingest_job",
+    "SearchFunction": "search",
+    "InterviewResultsFunction": "interview_results",
+    "MigrateFunction": "migrate",
+}
+SPEC_ROUTES = {
+    ("POST", "/search"): "SearchFunction",
+    ("GET", "/jobs/{}"): "SearchFunction",
+    ("POST", "/interviews"): "InterviewResultsFunction",
+    ("GET", "/interviews/{}"): "InterviewResultsFunction",
+    ("PATCH", "/interviews/{}"): "InterviewResultsFunction",
+    ("POST", "/interviews/{}/results"): "InterviewResultsFunction",
+    ("GET", "/interviews/{}/results"): "InterviewResultsFunction",
+    ("POST", "/questions"): "InterviewResultsFunction",
+    ("GET", "/questions"): "InterviewResultsFunction",
+    ("GET", "/questions/{}"): "InterviewResultsFunction",
+}
+EMBEDDING_FUNCTIONS = {"IngestJobFunction", "SearchFunction"}
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    """SafeLoader that reads CloudFormation's short-form tags into their long JSON form."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    template: dict[str, Any] = yaml.load(path.read_text(), Loader=CloudFormationLoader)
+    return template
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def functions_of(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return resources_of(template, "AWS::Serverless::Function")
+
+
+def function_setting(template: dict[str, Any], function: dict[str, Any], key: str) -> Any:
+    """A function property, falling back to Globals as SAM does."""
+    return function["Properties"].get(key, template["Globals"]["Function"].get(key))
+
+
+def walk(value: Any) -> Iterator[Any]:
+    yield value
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk(item)
+
+
+def policy_statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = []
+    for policy in function["Properties"].get("Policies", []):
+        if isinstance(policy, dict) and "Statement" in policy:
+            statements.extend(policy["Statement"])
+    return statements
+
+
+def statements_for(function: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    found = []
+    for statement in policy_statements(function):
+        actions = statement["Action"]
+        if action in ([actions] if isinstance(actions, str) else actions):
+            found.append(statement)
+    return found
+
+
+def api_events(function: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    events = function["Properties"].get("Events", {})
+    return {name: e for name, e in events.items() if e["Type"] == "Api"}
+
+
+def route_shape(method: str, path: str) -> tuple[str, str]:
+    """('GET', '/jobs/{job_id}') -> ('GET', '/jobs/{}'): compares routes whatever the names."""
+    return method.upper(), re.sub(r"\{[^}]+\}", "{}", path)
+
+
+def registered_routes(module: ModuleType) -> set[tuple[str, str]]:
+    """The (method, path) pairs the module's Powertools resolver(s) serve, in template syntax."""
+    routes: set[tuple[str, str]] = set()
+    for value in vars(module).values():
+        if isinstance(value, ApiGatewayResolver):
+            for route in value._static_routes + value._dynamic_routes:
+                routes.add((route.method.upper(), re.sub(r"<(\w+)>", r"{\1}", route.path)))
+    return routes
+
+
+# --------------------------------------------------------------------------- functions
+
+
+def test_the_four_functions_of_the_spec_share_runtime_architecture_and_layer(
+    template: dict[str, Any],
+) -> None:
+    functions = functions_of(template)
+    assert set(functions) == set(SPEC_FUNCTIONS)
+    layers = resources_of(template, "AWS::Serverless::LayerVersion")
+    assert set(layers) == {"SharedLayer"}
+    for name, function in functions.items():
+        assert function_setting(template, function, "Runtime") == "python3.11", name
+        assert function_setting(template, function, "Architectures") == ["arm64"], name
+        assert {"Ref": "SharedLayer"} in function_setting(template, function, "Layers"), name
+        assert function_setting(template, function, "Tracing") == "Active", name
+
+
+def test_the_layer_is_built_by_sam_from_its_package_root(template: dict[str, Any]) -> None:
+    layer = template["Resources"]["SharedLayer"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.11", "BuildArchitecture": "arm64"}
+    content = REPO_ROOT / layer["Properties"]["ContentUri"]
+    # SAM copies ContentUri into python/: the package must sit at its root, not in python/.
+    assert (content / "flex_shared" / "__init__.py").is_file()
+    assert (content / "requirements.txt").is_file()
+    assert not (content / "python").exists()
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
+
+
+def test_layer_requirements_leave_out_what_the_runtime_has_and_heavy_extras() -> None:
+    names = {
+        re.split(r"[=<>\[ ]", line.strip(), maxsplit=1)[0].lower()
+        for line in (REPO_ROOT / "layers/shared/requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert not names & {"boto3", "botocore", "lxml", "numpy"}
+
+
+@pytest.mark.parametrize("logical_id", sorted(SPEC_FUNCTIONS))
+def test_every_handler_exists_and_imports(
+    template: dict[str, Any], logical_id: str, load_function: Callable[[str], ModuleType]
+) -> None:
+    function = template["Resources"][logical_id]
+    code_dir = REPO_ROOT / function["Properties"]["CodeUri"]
+    module_name, handler_name = function_setting(template, function, "Handler").rsplit(".", 1)
+    assert code_dir == REPO_ROOT / "functions" / SPEC_FUNCTIONS[logical_id]
+    assert (code_dir / f"{module_name}.py").is_file()
+
+    module = load_function(code_dir.name)
+
+    assert callable(getattr(module, handler_name))
+
+
+def test_every_function_logs_to_a_retained_group_with_its_own_service_name(
+    template: dict[str, Any],
+) -> None:
+    service_names = set()
+    for name, function in functions_of(template).items():
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        log_group = template["Resources"][group]
+        assert log_group["Type"] == "AWS::Logs::LogGroup", name
+        assert log_group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        service_names.add(
+            function["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+        )
+    assert len(service_names) == len(SPEC_FUNCTIONS)
+
+
+def test_the_template_environment_passes_the_layers_configuration_checks(
+    template: dict[str, Any],
+) -> None:
+    # Resolve the parameters as a deploy would (defaults plus samconfig-like values).
+    parameters = {
+        name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()
+    }
+    parameters |= {
+        "DbProxyEndpoint": "flex-dev.proxy-abc123.us-east-1.rds.amazonaws.com",
+        "DbProxyResourceId": "prx-0123456789abcdef0",
+    }
+    environment = {}
+    for name, value in template["Globals"]["Function"]["Environment"]["Variables"].items():
+        environment[name] = parameters[value["Ref"]] if isinstance(value, dict) else str(value)
+
+    settings = load_settings(environment)
+
+    assert settings.database_mode == "iam"
+    assert settings.db_iam_auth is True
+    assert settings.db_host == parameters["DbProxyEndpoint"]
+    assert settings.embedding_provider == "titan"
+    assert settings.embedding_model_id == "amazon.titan-embed-text-v2:0"
+    assert "DATABASE_URL" not in environment
+    assert "DB_SECRET_ARN" not in environment
+
+
+def test_no_region_account_or_partition_is_hard_coded() -> None:
+    text = TEMPLATE_PATH.read_text()
+    assert not re.search(r"\b\d{12}\b", text)
+    assert not re.search(r"\b(us|eu|ap|sa|ca|me|af|il)-[a-z]+-\d\b", text)
+    assert "arn:aws:" not in text
+
+
+# --------------------------------------------------------------------------- API
+
+
+def test_every_spec_route_is_in_the_template_exactly_once(template: dict[str, Any]) -> None:
+    seen: list[tuple[tuple[str, str], str]] = []
+    for name, function in functions_of(template).items():
+        for event in api_events(function).values():
+            props = event["Properties"]
+            seen.append((route_shape(props["Method"], props["Path"]), name))
+    assert sorted(shape for shape, _ in seen) == sorted(SPEC_ROUTES)
+    assert dict(seen) == SPEC_ROUTES
+
+
+@pytest.mark.parametrize("logical_id", ["SearchFunction", "InterviewResultsFunction"])
+def test_every_route_goes_to_the_function_whose_app_registers_it(
+    template: dict[str, Any], logical_id: str, load_function: Callable[[str], ModuleType]
+) -> None:
+    function = template["Resources"][logical_id]
+    in_template = {
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
+        for e in api_events(function).values()
+    }
+
+    served = registered_routes(load_function(SPEC_FUNCTIONS[logical_id]))
+
+    # Same paths, same parameter names: API Gateway's pathParameters match the handler's.
+    assert in_template == served
+
+
+def test_every_method_requires_aws_iam_and_api_gateway_invokes_with_its_own_permission(
+    template: dict[str, Any],
+) -> None:
+    apis = resources_of(template, "AWS::Serverless::Api")
+    assert set(apis) == {"FlexApi"}
+    auth = apis["FlexApi"]["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "AWS_IAM"
+    assert auth["InvokeRole"] == "NONE"
+    assert "Cors" not in apis["FlexApi"]["Properties"]  # no unauthenticated OPTIONS methods
+    for name, function in functions_of(template).items():
+        for event_name, event in api_events(function).items():
+            props = event["Properties"]
+            # An event without RestApiId would land on SAM's implicit API, outside this auth.
+            assert props.get("RestApiId") == {"Ref": "FlexApi"}, (name, event_name)
+            override = props.get("Auth", {}).get("Authorizer", "AWS_IAM")
+            assert override == "AWS_IAM", (name, event_name)
+
+
+def test_the_api_is_throttled_traced_and_access_logged(template: dict[str, Any]) -> None:
+    props = template["Resources"]["FlexApi"]["Properties"]
+    assert props["TracingEnabled"] is True
+    [settings] = props["MethodSettings"]
+    assert settings["ResourcePath"] == "/*"
+    assert settings["HttpMethod"] == "*"
+    assert "ThrottlingRateLimit" in settings
+    assert "ThrottlingBurstLimit" in settings
+    log_group = props["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0]
+    assert template["Resources"][log_group]["Type"] == "AWS::Logs::LogGroup"
+    log_format = props["AccessLogSetting"]["Format"]
+    assert json.loads(log_format.replace("$context.", "")).keys() >= {
+        "requestId",
+        "userArn",
+        "status",
+        "resourcePath",
+    }
+
+
+# --------------------------------------------------------------------------- IAM
+
+
+def test_bedrock_is_allowed_only_on_titan_v2_and_only_where_embeddings_are_made(
+    template: dict[str, Any],
+) -> None:
+    for name, function in functions_of(template).items():
+        statements = statements_for(function, "bedrock:InvokeModel")
+        if name in EMBEDDING_FUNCTIONS:
+            assert [s["Resource"] for s in statements] == [{"Fn::Sub": TITAN_V2_ARN}], name
+            assert statements[0]["Action"] == "bedrock:InvokeModel"
+        else:
+            assert statements == [], name
+
+
+def test_rds_db_connect_is_allowed_only_as_the_proxys_database_user(
+    template: dict[str, Any],
+) -> None:
+    for name, function in functions_of(template).items():
+        statements = statements_for(function, "rds-db:connect")
+        assert [s["Resource"] for s in statements] == [{"Fn::Sub": PROXY_USER_ARN}], name
+    parameters = template["Parameters"]
+    assert parameters["DbProxyResourceId"]["AllowedPattern"] == "^prx-[a-z0-9]+$"
+
+
+def test_no_statement_allows_everything(template: dict[str, Any]) -> None:
+    for name, function in functions_of(template).items():
+        for statement in policy_statements(function):
+            assert statement["Effect"] == "Allow", name
+            assert "*" not in json.dumps(statement["Resource"]), name
+            actions = statement["Action"]
+            assert all("*" not in a for a in ([actions] if isinstance(actions, str) else actions))
+        templates = {
+            key
+            for policy in function["Properties"].get("Policies", [])
+            if isinstance(policy, dict)
+            for key in policy
+            if key != "Statement"
+        }
+        assert templates <= {"S3ReadPolicy"}, name
+
+
+# --------------------------------------------------------------------------- S3 ingestion
+
+
+def test_the_bucket_is_versioned_encrypted_private_and_named_without_a_ref(
+    template: dict[str, Any],
+) -> None:
+    bucket = template["Resources"]["JobsBucket"]
+    props = bucket["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert "Fn::Sub" in props["BucketName"]
+
+
+def test_ingestion_hears_of_created_and_removed_objects_under_jobs_only(
+    template: dict[str, Any],
+) -> None:
+    events = template["Resources"]["IngestJobFunction"]["Properties"]["Events"]
+    [event] = events.values()
+    assert event["Type"] == "S3"
+    assert event["Properties"]["Bucket"] == {"Ref": "JobsBucket"}
+    assert sorted(event["Properties"]["Events"]) == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    assert event["Properties"]["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "jobs/"}]
+
+
+def test_subscribed_functions_read_the_bucket_without_referencing_it(
+    template: dict[str, Any],
+) -> None:
+    # A !Ref / !GetAtt / ${JobsBucket} of the bucket in the policy of a function the bucket
+    # notifies is a circular dependency (bucket -> permission -> function -> role -> bucket).
+    bucket_name = template["Resources"]["JobsBucket"]["Properties"]["BucketName"]
+    for name, function in functions_of(template).items():
+        subscribed = any(
+            e["Type"] == "S3" and e["Properties"]["Bucket"] == {"Ref": "JobsBucket"}
+            for e in function["Properties"].get("Events", {}).values()
+        )
+        if not subscribed:
+            continue
+        policies = function["Properties"]["Policies"]
+        for node in walk(policies):
+            if isinstance(node, dict):
+                assert node.get("Ref") != "JobsBucket", name
+                assert "JobsBucket" not in json.dumps(node.get("Fn::GetAtt", "")), name
+                assert "${JobsBucket" not in json.dumps(node.get("Fn::Sub", "")), name
+        read = [p["S3ReadPolicy"] for p in policies if "S3ReadPolicy" in p]
+        assert read == [{"BucketName": bucket_name}], name
+
+
+def test_failed_ingestion_lands_in_a_queue_with_an_alarm(template: dict[str, Any]) -> None:
+    config = template["Resources"]["IngestJobFunction"]["Properties"]["EventInvokeConfig"]
+    assert 0 <= config["MaximumRetryAttempts"] <= 2
+    assert config["MaximumEventAgeInSeconds"] <= 21600
+    on_failure = config["DestinationConfig"]["OnFailure"]
+    assert on_failure["Type"] == "SQS"
+    assert on_failure["Destination"] == {"Fn::GetAtt": ["IngestFailureQueue", "Arn"]}
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm").values()
+    watched = [
+        alarm["Properties"]
+        for alarm in alarms
+        if {"Name": "QueueName", "Value": {"Fn::GetAtt": ["IngestFailureQueue", "QueueName"]}}
+        in alarm["Properties"]["Dimensions"]
+    ]
+    assert len(watched) == 1
+    assert watched[0]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert watched[0]["Threshold"] == 1
+    assert watched[0]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def test_migrations_run_on_deploy_and_again_whenever_the_package_changes(
+    template: dict[str, Any],
+) -> None:
+    migrate = template["Resources"]["MigrateFunction"]
+    assert migrate["Properties"]["AutoPublishAlias"]
+    assert migrate["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (REPO_ROOT / migrate["Properties"]["CodeUri"] / "Makefile").read_text()
+    assert "build-MigrateFunction:" in makefile
+    assert "migrations" in makefile
+
+    [custom] = [
+        r for r in template["Resources"].values() if r["Type"] == "Custom::DatabaseMigrations"
+    ]
+    props = custom["Properties"]
+    # The token must not change between deploys (CloudFormation refuses to update it): the alias.
+    assert props["ServiceToken"] == {"Ref": "MigrateFunction.Alias"}
+    # A property that changes with every published version re-runs the migration.
+    assert {"Ref": "MigrateFunction.Version"} in props.values()
+    assert props["ServiceTimeout"] > migrate["Properties"]["Timeout"]
+
+
+def test_new_code_goes_live_only_after_the_schema_is_migrated(template: dict[str, Any]) -> None:
+    for name in ("IngestJobFunction", "SearchFunction", "InterviewResultsFunction"):
+        assert template["Resources"][name]["DependsOn"] == "DatabaseMigrations"
+
+
+def test_outputs_name_the_api_the_bucket_and_the_failure_queue(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert "execute-api" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
+    assert outputs["JobsBucketName"]["Value"] == {"Ref": "JobsBucket"}
+    assert outputs["IngestFailureQueueUrl"]["Value"] == {"Ref": "IngestFailureQueue"}
+
+
+# --------------------------------------------------------------------------- samconfig
+
+
+def test_samconfig_has_dev_and_prod_deploying_this_templates_parameters(
+    template: dict[str, Any],
+) -> None:
+    samconfig = tomllib.loads(SAMCONFIG_PATH.read_text())
+    required = {name for name, spec in template["Parameters"].items() if "Default" not in spec}
+    stacks = set()
+    for environment in ("dev", "prod"):
+        deploy = samconfig[environment]["deploy"]["parameters"]
+        stacks.add(deploy["stack_name"])
+        assert "CAPABILITY_IAM" in deploy["capabilities"]
+        assert deploy["resolve_s3"] is True
+        overrides = dict(
+            re.findall(r'(\w+)="([^"]*)"', " ".join(deploy["parameter_overrides"]))
+            if isinstance(deploy["parameter_overrides"], list)
+            else re.findall(r'(\w+)="([^"]*)"', deploy["parameter_overrides"])
+        )
+        assert set(overrides) <= set(template["Parameters"]), environment
+        assert required <= set(overrides), environment
+        assert overrides["Stage"] == environment
+        remote_invoke = samconfig[environment]["remote_invoke"]["parameters"]
+        assert remote_invoke["stack_name"] == deploy["stack_name"]
+    assert len(stacks) == 2
+    assert samconfig["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
