@@ -816,3 +816,30 @@ def test_scores_are_always_finite_json(api: Api, job_id: int) -> None:
         if not isinstance(value, dict)
     )
     json.loads(answer.raw, parse_constant=lambda token: pytest.fail(f"{token} in response"))
+
+
+def test_bodies_that_are_not_json_text_are_4xx_and_change_nothing(
+    api: Api, job_id: int, db_engine: Engine
+) -> None:
+    import base64
+
+    plain = make_event("POST", "/interviews", {"applicant_id": 1, "job_id": job_id})
+    plain["headers"] = {"Content-Type": "text/plain"}
+    not_base64 = make_event("POST", "/interviews", raw_body="!!not base64")
+    not_base64["isBase64Encoded"] = True
+    not_utf8 = make_event("POST", "/interviews", raw_body=base64.b64encode(b"\xff\xfe").decode())
+    not_utf8["isBase64Encoded"] = True
+    encoded = make_event(
+        "POST",
+        "/interviews",
+        raw_body=base64.b64encode(
+            json.dumps({"applicant_id": 1, "job_id": job_id}).encode()
+        ).decode(),
+    )
+    encoded["isBase64Encoded"] = True
+
+    assert api.invoke(plain).status == 415
+    assert api.invoke(not_base64).status == 400
+    assert api.invoke(not_utf8).status == 400
+    assert counts(db_engine)["interview_sessions"] == 0
+    assert api.invoke(encoded).status == 201  # a well-formed base64 body is fine

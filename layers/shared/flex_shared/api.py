@@ -7,6 +7,7 @@ dependency failures are 503 naming the dependency; nothing else leaks a stack tr
 
 from __future__ import annotations
 
+import binascii
 import json
 import math
 from http import HTTPStatus
@@ -15,7 +16,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -126,6 +130,27 @@ def create_resolver() -> APIGatewayRestResolver:
     def _invalid_request(exc: RequestValidationError) -> Response[Any]:
         status, message, details = _describe_validation(exc.errors())
         return error_response(status, "validation_error", message, details)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported_media(exc: RequestUnsupportedContentType) -> Response[Any]:
+        content_type = app.current_event.headers.get("content-type", "")
+        return error_response(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            f"body must be application/json, not {content_type[:100]}",
+        )
+
+    # A base64-flagged body that is not base64, or not UTF-8 once decoded: Powertools decodes
+    # it before validation and lets these escape (a 500 otherwise).
+    @app.exception_handler(binascii.Error)
+    @app.exception_handler(UnicodeDecodeError)
+    def _undecodable_body(exc: ValueError) -> Response[Any]:
+        return error_response(
+            HTTPStatus.BAD_REQUEST,
+            "validation_error",
+            "body: not decodable (invalid base64 or not UTF-8)",
+            [{"field": "body", "message": "not decodable (invalid base64 or not UTF-8)"}],
+        )
 
     @app.exception_handler(InvalidInput)
     def _invalid_input(exc: InvalidInput) -> Response[Any]:
