@@ -270,22 +270,18 @@ def chunk_spans(
 
     min_fill = target_tokens // 2
     spans: list[tuple[int, int]] = []
-    first = 0
+    first = fresh = 0  # fresh: the first atom no chunk holds yet (those before it are overlap)
     count = len(atoms)
     while first < count:
         stop = first + 1  # a single atom always fits (oversized ones were hard-split)
-        reached_section = False
         while stop < count and fits(first, stop + 1):
-            if atoms[stop].level == _SECTION and size(first, stop) >= min_fill:
-                reached_section = True  # a new section starts: end this chunk here
-                break
             stop += 1
-        if stop < count and not reached_section:
-            stop = _best_cut(atoms, first, stop, min_fill, size)
+        if stop < count:
+            stop = _best_cut(atoms, first, max(first, fresh), stop, min_fill, size)
         spans.append((atoms[first].start, atoms[stop - 1].end))
         if stop >= count:
             break
-        first = _overlap_start(atoms, first, stop, overlap_tokens, size, fits)
+        first, fresh = _overlap_start(atoms, first, stop, overlap_tokens, size, fits), stop
     return text, spans
 
 
@@ -293,11 +289,14 @@ _Size = Callable[[int, int], int]
 _Fits = Callable[[int, int], bool]
 
 
-def _best_cut(atoms: list[_Atom], first: int, stop: int, min_fill: int, size: _Size) -> int:
+def _best_cut(
+    atoms: list[_Atom], first: int, fresh: int, stop: int, min_fill: int, size: _Size
+) -> int:
     """Where to end a full chunk ``atoms[first:stop]``: at the strongest boundary that still
-    leaves the chunk at least half full; among equals, the latest."""
+    leaves the chunk at least half full and holding at least one atom past the overlap
+    (``fresh``); among equals, the latest."""
     best, best_level = stop, atoms[stop].level
-    for cut in range(stop - 1, first, -1):
+    for cut in range(stop - 1, fresh, -1):
         if size(first, cut) < min_fill:
             break
         if atoms[cut].level > best_level:
