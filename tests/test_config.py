@@ -109,15 +109,18 @@ def test_unknown_url_parameters_are_named() -> None:
         parse_database_url("postgresql://u:p@h/db?options=-csearch_path%3Dx")
 
 
-def test_a_function_with_bad_configuration_fails_at_start_up_naming_the_variable() -> None:
+@pytest.mark.parametrize("function", ["ingest_job", "search", "interview_results"])
+def test_a_function_with_bad_configuration_fails_at_start_up_naming_the_variable(
+    function: str,
+) -> None:
     # Given a container whose DB_PORT is wrong, when the handler module is imported (init),
     # then it fails with ConfigError naming DB_PORT, before any driver is involved.
     # (Not the migrate function: it loads anyway, so that a CloudFormation request still gets
     # its FAILED answer naming the variable; tests/test_migrate.py covers that.)
     script = (
         "import importlib.util, sys\n"
-        "sys.path[:0] = ['layers/shared', 'functions/search']\n"
-        "spec = importlib.util.spec_from_file_location('m', 'functions/search/app.py')\n"
+        f"sys.path[:0] = ['layers/shared', 'functions/{function}']\n"
+        f"spec = importlib.util.spec_from_file_location('m', 'functions/{function}/app.py')\n"
         "module = importlib.util.module_from_spec(spec)\n"
         "try:\n"
         "    spec.loader.exec_module(module)\n"

@@ -29,6 +29,7 @@ from interview_results_summary import summarize
 from pydantic import BaseModel
 
 from flex_shared.api import create_resolver
+from flex_shared.config import get_settings
 from flex_shared.db import transaction
 from flex_shared.errors import InvalidInput
 from flex_shared.schemas.interviews import (
@@ -46,6 +47,7 @@ from flex_shared.schemas.interviews import (
 )
 
 logger = Logger()
+get_settings()  # a misconfigured deployment fails at start-up, naming the variable
 app = create_resolver()
 
 QUESTION_LIST_PARAMETERS = frozenset({"job_id", "question_type", "limit", "after_id"})
