@@ -335,6 +335,7 @@ def database_down(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterato
 def test_database_down_is_503_naming_the_database(search_app, database_down, event):
     status, answer = call(search_app, event)
     assert status == 503
+    assert answer["error"]["code"] == "database_unavailable"
     assert "database" in answer["error"]["message"]
     assert "Traceback" not in json.dumps(answer)
 

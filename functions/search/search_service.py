@@ -6,15 +6,11 @@ Knows nothing of API Gateway; raises the layer's domain errors (``NotFound``,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC
 
 from aws_lambda_powertools import Logger
 from search_embedding import query_vector_literal
 from search_store import ChunkFilter, ChunkHit, Metric, find_job, search_chunks
-from sqlalchemy.exc import InterfaceError
-from sqlalchemy.orm import Session
 
 from flex_shared.config import get_settings
 from flex_shared.db import transaction
@@ -50,16 +46,6 @@ def _embed(query: str) -> str:
         raise DependencyUnavailable("embedding service") from exc
 
 
-@contextmanager
-def _database() -> Iterator[Session]:
-    try:
-        with transaction() as session:
-            yield session
-    except InterfaceError as exc:
-        # pg8000 reports refused or broken connections as InterfaceError, not OperationalError.
-        raise DependencyUnavailable("database") from exc
-
-
 def _result(metric: Metric, hit: ChunkHit) -> SearchResult:
     return SearchResult(
         chunk_id=hit.chunk_id,
@@ -76,7 +62,7 @@ def _result(metric: Metric, hit: ChunkHit) -> SearchResult:
 def search(request: SearchRequest) -> SearchResponse:
     """The ``min(top_k, matching)`` chunks nearest to the query, best first."""
     literal = _embed(request.query.strip())
-    with _database() as session:
+    with transaction() as session:
         outcome = search_chunks(
             session,
             literal,
@@ -96,7 +82,7 @@ def search(request: SearchRequest) -> SearchResponse:
 
 def read_job(job_id: int) -> JobResponse:
     """A job still in search, or ``NotFound``."""
-    with _database() as session:
+    with transaction() as session:
         job = find_job(session, job_id)
     if job is None:
         raise NotFound("job", job_id)

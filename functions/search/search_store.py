@@ -22,12 +22,14 @@ How a query is answered (the response must hold ``min(top_k, matching chunks)`` 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from flex_shared.db import set_local
@@ -186,6 +188,29 @@ SELECT
     return Statement(sql, {"cap": cap, **chunk_filter.params()})
 
 
+def use_index(session: Session | Connection, ef_search: int) -> None:
+    """Prepare this transaction for an HNSW scan: ``ef_search`` (SET LOCAL), and no sequential
+    scan. The strategy was chosen above on purpose; the planner, which underestimates scanning
+    TOASTed 4 KB vectors, would otherwise prefer a full sort on small and mid-sized tables."""
+    set_local(session, "hnsw.ef_search", ef_search)
+    set_local(session, "enable_seqscan", "off")
+
+
+def _use_exact(session: Session) -> None:
+    set_local(session, "enable_seqscan", "on")
+
+
+def estimated_matching(session: Session, chunk_filter: ChunkFilter) -> float:
+    """The planner's estimate of the rows the filter keeps (no rows are read)."""
+    plan = session.execute(
+        text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM job_chunks AS jc WHERE {chunk_filter.sql()}"),
+        chunk_filter.params(),
+    ).scalar_one()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
 _vector_version: tuple[int, ...] | None = None
 
 
@@ -221,6 +246,13 @@ def _candidates_for(top_k: int) -> int:
     return 2 * top_k + 10
 
 
+def _exact(
+    session: Session, statement: Statement, strategy: Strategy, ef: int | None
+) -> SearchOutcome:
+    _use_exact(session)
+    return SearchOutcome(_run(session, statement), strategy, ef)
+
+
 def search_chunks(
     session: Session,
     query_literal: str,
@@ -237,13 +269,13 @@ def search_chunks(
     if not chunk_filter.active:
         candidates = _candidates_for(top_k)
         ef = min(EF_SEARCH_MAX, max(ef_search, candidates))
-        set_local(session, "hnsw.ef_search", ef)
+        use_index(session, ef)
         hits = _run(
             session, index_statement(query_literal, metric, top_k, candidates, chunk_filter)
         )
         if len(hits) == top_k:
             return SearchOutcome(hits, "index", ef)
-        return SearchOutcome(_run(session, exact), "index_then_exact", ef)
+        return _exact(session, exact, "index_then_exact", ef)
 
     counted = matching_statement(chunk_filter, EXACT_SCAN_MAX_ROWS + 1)
     matching, total_estimate = session.execute(text(counted.sql), counted.params).one()
@@ -253,7 +285,7 @@ def search_chunks(
     if pgvector_version(session) >= (0, 8):
         candidates = _candidates_for(top_k)
         ef = min(EF_SEARCH_MAX, max(ef_search, candidates))
-        set_local(session, "hnsw.ef_search", ef)
+        use_index(session, ef)
         set_local(session, "hnsw.iterative_scan", "relaxed_order")
         set_local(session, "hnsw.max_scan_tuples", ITERATIVE_MAX_SCAN_TUPLES)
         statement = index_statement(
@@ -262,19 +294,20 @@ def search_chunks(
         hits = _run(session, statement)
         if len(hits) == top_k:
             return SearchOutcome(hits, "iterative_index", ef)
-        return SearchOutcome(_run(session, exact), "index_then_exact", ef)
+        return _exact(session, exact, "index_then_exact", ef)
 
-    # ``matching`` stopped at the cap: the true selectivity is at least this.
-    selectivity = min(1.0, matching / max(float(total_estimate), float(matching)))
+    # The count stopped at its cap; the planner's statistics say how far beyond it goes.
+    matching = max(float(matching), estimated_matching(session, chunk_filter))
+    selectivity = min(1.0, matching / max(float(total_estimate), matching))
     candidates = math.ceil(top_k / selectivity * OVERFETCH_FACTOR) + top_k
     if candidates > EF_SEARCH_MAX:
         return SearchOutcome(_run(session, exact), "exact", None)
     ef = max(ef_search, candidates)
-    set_local(session, "hnsw.ef_search", ef)
+    use_index(session, ef)
     hits = _run(session, index_statement(query_literal, metric, top_k, candidates, chunk_filter))
     if len(hits) == top_k:
         return SearchOutcome(hits, "index", ef)
-    return SearchOutcome(_run(session, exact), "index_then_exact", ef)
+    return _exact(session, exact, "index_then_exact", ef)
 
 
 def find_job(session: Session, job_id: int) -> JobRecord | None:
