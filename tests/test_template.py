@@ -486,3 +486,40 @@ def test_samconfig_has_dev_and_prod_deploying_this_templates_parameters(
         assert remote_invoke["stack_name"] == deploy["stack_name"]
     assert len(stacks) == 2
     assert samconfig["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
+
+
+# --------------------------------------------------------------------------- sample events
+
+
+def _sample_events() -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for path in sorted((REPO_ROOT / "events").glob("*.json")):
+        event = json.loads(path.read_text(encoding="utf-8"))
+        events.append({"file": path.name, **event} if isinstance(event, dict) else {})
+    return events
+
+
+def test_every_route_and_every_function_has_a_sample_event(template: dict[str, Any]) -> None:
+    events = _sample_events()
+    function_of_prefix = {f"{name}_": logical_id for logical_id, name in SPEC_FUNCTIONS.items()}
+    api_samples = set()
+    for event in events:
+        if "httpMethod" not in event:
+            continue
+        shape = route_shape(event["httpMethod"], event["resource"])
+        api_samples.add(shape)
+        # A sample named for a function is a request that function's route serves.
+        [owner] = [
+            f for prefix, f in function_of_prefix.items() if event["file"].startswith(prefix)
+        ]
+        assert SPEC_ROUTES.get(shape) == owner, event["file"]
+    assert set(SPEC_ROUTES) <= api_samples
+    s3_keys = [
+        record["s3"]["object"]["key"]
+        for event in events
+        for record in event.get("Records", [])
+        if "s3" in record
+    ]
+    assert any("+" in key or "%" in key for key in s3_keys), "an S3 key that is URL-encoded"
+    for name in SPEC_FUNCTIONS.values():
+        assert any(e["file"].startswith(f"{name}_") for e in events), name
