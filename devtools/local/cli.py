@@ -212,7 +212,7 @@ def command_invoke(args: argparse.Namespace) -> int:
         _log(f"error: {args.event} is not valid JSON: {exc}")
         return 2
     env_vars = read_env_vars_file(args.env_vars)
-    state = running_state()
+    state = running_state(args.data_dir)
     options = LocalOptions(
         template_path=args.template,
         data_dir=args.data_dir,

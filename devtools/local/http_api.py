@@ -102,6 +102,9 @@ def _identity(headers: Mapping[str, str], source_ip: str) -> dict[str, Any]:
     access_key = credential.group(1) if credential else None
     user_agent = next((v for k, v in headers.items() if k.lower() == "user-agent"), None)
     return {
+        "apiKey": None,
+        "apiKeyId": None,
+        "clientCert": None,
         "cognitoIdentityPoolId": None,
         "accountId": LOCAL_ACCOUNT_ID if access_key else None,
         "cognitoIdentityId": None,
@@ -288,7 +291,10 @@ class LocalApiServer:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="local-api", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() returns promptly
+            name="local-api",
+            daemon=True,
         )
         self._thread.start()
 

@@ -5,6 +5,7 @@ committed copy (a test keeps it equal to what the code generates)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -86,16 +87,22 @@ def render(document: dict[str, Any]) -> str:
 
 
 def undocumented_routes(template: Template, document: dict[str, Any]) -> list[str]:
-    """Template routes the document lacks, and documented operations no route serves."""
+    """Template routes the document lacks, and documented operations no route serves.
+    Path parameter names are not compared: API Gateway matches by position, and so do the
+    resolvers (``/interviews/{id}`` in the template serves ``/interviews/<interview_id>``)."""
     documented = {
-        (path, method.upper())
+        (path_shape(path), method.upper())
         for path, operations in (document.get("paths") or {}).items()
         for method in operations
     }
-    declared = {(route.path, route.method) for route in template.routes}
+    declared = {(path_shape(route.path), route.method) for route in template.routes}
     problems = [f"{m} {p}: in template.yaml, not in the API" for p, m in declared - documented]
     problems += [f"{m} {p}: in the API, not in template.yaml" for p, m in documented - declared]
     return sorted(problems)
+
+
+def path_shape(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "{}", path)
 
 
 def write(path: Path, document: dict[str, Any]) -> bool:

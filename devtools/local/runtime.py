@@ -147,6 +147,17 @@ class FunctionRunner:
         self._modules: dict[str, ModuleType] = {}
         self._log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self._active_database_url: str | None = None
+        self._forget_loaded_functions()
+
+    def _forget_loaded_functions(self) -> None:
+        """A new runner means new Lambda containers: handler modules (and the sibling modules
+        they import by bare name, which may cache clients of an earlier S3 endpoint) are
+        imported afresh on first use."""
+        code_dirs = [str(f.code_dir) + os.sep for f in self.template.functions.values()]
+        for name, module in list(sys.modules.items()):
+            path = getattr(module, "__file__", None) or ""
+            if any(path.startswith(directory) for directory in code_dirs):
+                del sys.modules[name]
 
     def environment(self, function: Function) -> dict[str, str]:
         """The function's environment: template, then env-vars file, then local overrides."""

@@ -25,7 +25,6 @@ from .template import Template, load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = REPO_ROOT / ".local" / "pgdata"
-STATE_FILE = REPO_ROOT / ".local" / "runner.json"
 DATABASE_NAME = "flex"
 
 
@@ -56,6 +55,15 @@ class LocalOptions:
     watch_s3: bool = True
     poll_interval_seconds: float = 0.3
     write_state_file: bool = False
+    """Record endpoints in ``runner.json`` beside the data directory (``invoke`` reads it)."""
+
+    @property
+    def state_file(self) -> Path:
+        return state_file_for(self.data_dir or DEFAULT_DATA_DIR)
+
+
+def state_file_for(data_dir: Path) -> Path:
+    return data_dir.parent / "runner.json"
 
 
 class LocalSystem:
@@ -175,14 +183,14 @@ class LocalSystem:
 
     def _write_state(self) -> None:
         assert self.moto is not None
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        self.options.state_file.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "pid": os.getpid(),
             "api_url": self.api.url if self.api else None,
             "s3_endpoint": self.moto.endpoint,
             "database_url": self.database_url,
         }
-        STATE_FILE.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        self.options.state_file.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
 
     # ------------------------------------------------------------------ documentation
     _openapi_cache: str | None = None
@@ -227,7 +235,7 @@ class LocalSystem:
             self._temp_dir.cleanup()
             self._temp_dir = None
         if self.options.write_state_file:
-            STATE_FILE.unlink(missing_ok=True)
+            self.options.state_file.unlink(missing_ok=True)
 
     def __enter__(self) -> LocalSystem:
         return self.start()
@@ -290,10 +298,10 @@ def list_jobs(database_url: str) -> list[JobRow]:
     return [JobRow(int(r[0]), int(r[1]), str(r[2]), r[3], int(r[4])) for r in rows]
 
 
-def running_state() -> dict[str, Any] | None:
+def running_state(data_dir: Path = DEFAULT_DATA_DIR) -> dict[str, Any] | None:
     """The state of a ``run`` in progress (its S3 endpoint and database), if there is one."""
     try:
-        state = json.loads(STATE_FILE.read_text(encoding="utf-8"))
+        state = json.loads(state_file_for(data_dir).read_text(encoding="utf-8"))
         os.kill(int(state["pid"]), 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
