@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import pairwise
+from itertools import chain, pairwise, repeat
+from operator import mul, sub
 from typing import Any, Protocol
 
 from .config import get_settings
@@ -121,11 +122,11 @@ _STOPWORDS = frozenset([
     "하는", "대한", "통해", "수", "것", "더",
 ])
 # fmt: on
-_WORD_WEIGHT = 1.0
-_NGRAM_WEIGHT = 1.0  # norm of a word's character n-grams together
-_BIGRAM_WEIGHT = 0.7
-_STOPWORD_WEIGHT = 0.15
-_FEATURE_CACHE_LIMIT = 50_000
+# Integer feature weights: a chunk's vector is then a count of signed slots, which
+# ``collections.Counter`` computes in C; that is what makes pure Python fast enough here.
+_WORD_REPEATS = 3  # a whole word weighs as much as three of its character n-grams
+_BIGRAM_REPEATS = 2
+_CACHE_LIMIT = 100_000  # entries per cache (job-ad vocabularies are small)
 
 
 def _hash64(kind: bytes, value: str) -> int:
@@ -141,18 +142,12 @@ def _mix64(value: int) -> int:
     return value ^ (value >> 31)
 
 
-@dataclass(frozen=True, slots=True)
-class _WordFeatures:
-    hash64: int
-    stop: bool
-    # (dimension, signed weight) pairs of the word and its character n-grams, merged.
-    entries: tuple[tuple[int, float], ...]
-
-
 class LocalEmbedder:
-    """Deterministic offline embedder: signed feature hashing of words, character n-grams
-    (trigrams; bigrams for Hangul/CJK, so inflected Korean forms such as 개발자를/개발자가 share
-    features) and word bigrams, with sublinear term frequency. Pure Python, no model download.
+    """Deterministic offline embedder (``local-hash-v1``): signed feature hashing of each
+    distinct word, its character n-grams (trigrams; for Hangul/CJK bigrams plus the word's
+    prefixes, so inflected Korean forms such as 개발자를/개발자가/개발자 share features) and each
+    distinct pair of adjacent words; function words count little. Binary term weights (a
+    repeated word does not dominate a chunk). Pure Python, no model download, no ``hash()``.
 
     Changing the features changes the vectors: bump ``model_id`` when you do.
     """
@@ -163,61 +158,79 @@ class LocalEmbedder:
         if dimensions < 2:
             raise ValueError("dimensions must be at least 2")
         self.dimensions = dimensions
-        self._cache: dict[str, _WordFeatures] = {}
+        # Signed slot ids: ``slot`` adds +1 to that dimension, ``slot + dimensions`` adds -1.
+        self._word_slots: dict[str, tuple[int, ...]] = {}
+        self._word_hashes: dict[str, int] = {}
+        self._pair_slots: dict[tuple[str, str], tuple[int, ...]] = {}
+        self._positive = range(dimensions)
+        self._negative = range(dimensions, 2 * dimensions)
 
-    def _slot(self, hash64: int) -> tuple[int, float]:
-        return hash64 % self.dimensions, 1.0 if (hash64 >> 40) & 1 else -1.0
+    def _signed_slot(self, hash64: int) -> int:
+        slot = hash64 % self.dimensions
+        return slot + self.dimensions if (hash64 >> 40) & 1 else slot
 
-    def _word_features(self, word: str) -> _WordFeatures:
-        cached = self._cache.get(word)
-        if cached is not None:
-            return cached
+    def _learn_word(self, word: str) -> None:
         hash64 = _hash64(b"w\x00", word)
-        stop = word in _STOPWORDS
-        weights: dict[int, float] = {}
-        slot, sign = self._slot(hash64)
-        weights[slot] = sign * (_STOPWORD_WEIGHT if stop else _WORD_WEIGHT)
-        if not stop and len(word) > 1:
-            n = 2 if _DENSE_SCRIPT_RE.search(word) else 3
+        if word in _STOPWORDS:
+            slots: tuple[int, ...] = (self._signed_slot(hash64),)
+        else:
+            slots = (self._signed_slot(hash64),) * _WORD_REPEATS
+            dense = _DENSE_SCRIPT_RE.search(word) is not None
+            n = 2 if dense else 3
             marked = f"<{word}>"
-            grams = [marked[i : i + n] for i in range(len(marked) - n + 1)]
-            gram_weight = _NGRAM_WEIGHT / math.sqrt(len(grams))
-            for gram in grams:
-                slot, sign = self._slot(_hash64(b"g\x00", gram))
-                weights[slot] = weights.get(slot, 0.0) + sign * gram_weight
-        features = _WordFeatures(hash64, stop, tuple(weights.items()))
-        if len(self._cache) >= _FEATURE_CACHE_LIMIT:
-            self._cache.clear()  # bounded memory; vocabularies of job ads are small
-        self._cache[word] = features
-        return features
+            grams = [marked[i : i + n] for i in range(len(marked) - n + 1)] if len(word) > n else []
+            if dense:
+                # Korean stems come first and particles/endings last (개발자를, 개발자가):
+                # the word's prefixes are what inflected forms have in common.
+                grams += [f"{word[:length]}>" for length in range(2, len(word))]
+            slots += tuple(self._signed_slot(_hash64(b"g\x00", gram)) for gram in grams)
+        self._word_slots[word] = slots
+        self._word_hashes[word] = hash64
+
+    def _learn_pair(self, pair: tuple[str, str]) -> None:
+        left, right = pair
+        slots: tuple[int, ...] = ()
+        if left not in _STOPWORDS and right not in _STOPWORDS:
+            combined = self._word_hashes[left] * 0x9E3779B97F4A7C15 + self._word_hashes[right]
+            slots = (self._signed_slot(_mix64(combined & _MASK64)),) * _BIGRAM_REPEATS
+        self._pair_slots[pair] = slots
 
     def _embed(self, text: str) -> list[float]:
         normalized = unicodedata.normalize("NFKC", text).casefold()
         words = _WORD_RE.findall(normalized)
         if not words:  # only symbols or emoji: let each character be a word
             words = [char for char in normalized if not char.isspace()] or ["\x00empty"]
-        vector = [0.0] * self.dimensions
-        features = {}
-        for word, count in Counter(words).items():
-            word_features = self._word_features(word)
-            features[word] = word_features
-            scale = 1.0 + math.log(count)
-            for slot, weight in word_features.entries:
-                vector[slot] += weight * scale
-        for (left, right), count in Counter(pairwise(words)).items():
-            left_features, right_features = features[left], features[right]
-            if left_features.stop or right_features.stop:
-                continue
-            combined = _mix64(
-                (left_features.hash64 * 0x9E3779B97F4A7C15 + right_features.hash64) & _MASK64
+        distinct_words = dict.fromkeys(words)
+        distinct_pairs = dict.fromkeys(pairwise(words))
+        word_slots, pair_slots = self._word_slots, self._pair_slots
+        if len(word_slots) > _CACHE_LIMIT or len(pair_slots) > _CACHE_LIMIT:
+            # Bounded memory; cleared between texts so a text never loses its own entries.
+            word_slots.clear()
+            pair_slots.clear()
+            self._word_hashes.clear()
+        for word in [word for word in distinct_words if word not in word_slots]:
+            self._learn_word(word)
+        for pair in [pair for pair in distinct_pairs if pair not in pair_slots]:
+            self._learn_pair(pair)
+        counts = Counter(
+            chain(
+                chain.from_iterable(map(word_slots.__getitem__, distinct_words)),
+                chain.from_iterable(map(pair_slots.__getitem__, distinct_pairs)),
             )
-            slot, sign = self._slot(combined)
-            vector[slot] += sign * _BIGRAM_WEIGHT * (1.0 + math.log(count))
+        )
+        # Dense vector = positive counts - negative counts, iterated in C (map over dict.get).
+        count_of = counts.get
+        vector = list(
+            map(
+                sub,
+                map(count_of, self._positive, repeat(0)),
+                map(count_of, self._negative, repeat(0)),
+            )
+        )
         norm = math.hypot(*vector)
-        if norm == 0.0:  # features cancelled out exactly (practically never)
-            vector[0], norm = 1.0, 1.0
-        inverse = 1.0 / norm
-        return [value * inverse for value in vector]
+        if norm == 0.0:  # every feature cancelled out (practically never)
+            vector[0], norm = 1, 1.0
+        return list(map(mul, vector, repeat(1.0 / norm, self.dimensions)))
 
     def embed_documents(
         self, texts: Sequence[str], *, deadline: float | None = None
