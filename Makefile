@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := requirements.txt layers/shared/requirements.txt $(wildcard functions/*/requirements.txt)
 
-.PHONY: install test lint typecheck check clean sam-install sam-validate sam-build layer-size
+.PHONY: install test lint typecheck check clean sam-install sam-validate sam-build layer-size run demo invoke openapi
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,24 @@ lint: install
 	for dir in functions/*/; do MYPYPATH=$$dir $(BIN)/mypy $$dir || exit 1; done
 
 check: lint test
+
+## run: the whole system locally, no Docker (embedded PostgreSQL, moto S3, samples, API on :3000)
+# RUN_ARGS=... passes options, e.g. RUN_ARGS="--port 0" or RUN_ARGS="--env-vars env.json"
+run: install
+	$(BIN)/python -m devtools.local run $(RUN_ARGS)
+
+## demo: one-shot end-to-end demo on temporary directories and ports; exits 0 when it all works
+demo: install
+	$(BIN)/python -m devtools.local demo
+
+## invoke: one function with an event, like `sam local invoke`
+# make invoke FUNCTION=SearchFunction EVENT=events/search_post.json [ENV_VARS=env.json]
+invoke: install
+	$(BIN)/python -m devtools.local invoke $(FUNCTION) -e $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
+
+## openapi: regenerate openapi.json from the API functions (a test keeps it current)
+openapi: install
+	$(BIN)/python -m devtools.local openapi
 
 # SAM CLI lives in its own virtualenv: it pins its own boto3/pydantic. No AWS call is made here:
 # a fixed region and no telemetry; `sam build` runs without Docker and fetches arm64 wheels from PyPI.
