@@ -8,6 +8,7 @@ Retried records that were already applied are recognised by their sequencer and 
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -22,7 +23,10 @@ from ingest_job_store import WriteResult
 from flex_shared.config import get_settings
 
 logger = Logger(service="ingest_job")
-metrics = Metrics(service="ingest_job")
+# A namespace is required to flush; the template sets it, local runs may not.
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Flex", service="ingest_job"
+)
 get_settings()  # fail at start-up, naming the variable, when the configuration is wrong
 
 # Time kept back from the embedder's deadline for the final transaction and the log flush.
