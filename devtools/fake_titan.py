@@ -16,7 +16,9 @@ failures for inputs containing a marker. Use it as a context manager::
         os.environ.update(titan.environ())
         ...
 
-or from a shell: ``python -m devtools.fake_titan --port 8790 --latency 0.1``.
+or in its own process with ``serve_in_subprocess(latency=0.1)`` (yields the endpoint URL),
+or from a shell: ``python -m devtools.fake_titan --port 8790 --latency 0.1``, which prints
+``AWS_ENDPOINT_URL_BEDROCK_RUNTIME=<url>`` as its first line and serves until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ import json
 import random
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -341,6 +345,9 @@ def _check_error(error: str) -> None:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeTitan
     protocol_version = "HTTP/1.1"  # keep-alive, like the real endpoint
+    # Headers and body go out in separate writes; with Nagle's algorithm the client's delayed
+    # ACK would add ~40 ms to every call.
+    disable_nagle_algorithm = True
     timeout = 30  # idle keep-alive connections go away eventually
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -416,6 +423,40 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.contextmanager
+def serve_in_subprocess(
+    *,
+    latency: float = 0.0,
+    jitter: float = 0.0,
+    throttle_rate: float = 0.0,
+    max_concurrent: int | None = None,
+    seed: int = 0,
+) -> Iterator[str]:
+    """Run the fake in its own process (as Bedrock is: its CPU and GIL are not the caller's)
+    on a free loopback port; yield its endpoint URL; stop it on exit."""
+    command = [sys.executable, "-m", "devtools.fake_titan", "--latency", str(latency)]
+    command += ["--jitter", str(jitter), "--throttle-rate", str(throttle_rate), "--seed", str(seed)]
+    if max_concurrent is not None:
+        command += ["--max-concurrent", str(max_concurrent)]
+    process = subprocess.Popen(  # noqa: S603 -- our own interpreter and module
+        command, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        name, _, endpoint = line.partition("=")
+        if name != "AWS_ENDPOINT_URL_BEDROCK_RUNTIME" or not endpoint:
+            raise RuntimeError(f"fake Titan did not start: {line!r}")
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

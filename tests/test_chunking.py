@@ -22,7 +22,8 @@ from flex_shared.chunking import (
 )
 
 SAMPLES = Path(__file__).resolve().parents[1] / "devtools" / "samples"
-SAMPLE_FILES = sorted(SAMPLES.iterdir())
+# The UTF-8 English .md and Korean .txt job descriptions at the top of devtools/samples.
+SAMPLE_FILES = sorted([*SAMPLES.glob("*.md"), *SAMPLES.glob("*.txt")])
 
 # Characters that exercise every rule: scripts, sentence ends, bullets, headings, whitespace.
 _ALPHABET = list("abcXYZ 가나다요음 .!?。 \n\n\t\r-•#[]:·①0123456789😀()")

@@ -105,8 +105,8 @@ def _validate_inputs(texts: Sequence[str]) -> None:
 # --------------------------------------------------------------------------------------------
 
 _MASK64 = (1 << 64) - 1
-# Words: letters/digits of any script, keeping the '+'/'#' of C++ and C#.
-_WORD_RE = re.compile(r"[^\W_]+[+#]*")
+# Words: letters/digits/underscores of any script, keeping the '+'/'#' of C++ and C#.
+_WORD_RE = re.compile(r"\w+[+#]*")
 # Hangul, CJK ideographs, kana: dense scripts where a 2-character window is already a morpheme.
 _DENSE_SCRIPT_RE = re.compile(
     r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7a3]"
