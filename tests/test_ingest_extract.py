@@ -99,10 +99,11 @@ def test_event_kinds(
         {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {}}},
         _record("jobs/1/a.txt", sequencer="not-hex"),
         _record("jobs/1/a.txt", sequencer="0" * 65),
+        _record("jobs/1/"),  # a "folder" created in the console
         "not an object",
     ],
 )
-def test_malformed_records_are_ignored_not_raised(
+def test_malformed_or_foreign_records_are_ignored_not_raised(
     ingest_modules: dict[str, ModuleType], record: Any
 ) -> None:
     events = ingest_modules["events"]

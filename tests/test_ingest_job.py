@@ -894,3 +894,54 @@ def test_metrics_count_documents_chunks_rejections_and_embedding_time(
     assert metrics["EmbeddingTime"][0] >= 0
     assert metrics["RecordsReceived"] == [2.0]
     assert metrics["service"] == "ingest_job"
+
+
+def test_a_new_embedding_model_re_embeds_unchanged_content(
+    ingest: Ingest, counting_embedder: CountingEmbedder
+) -> None:
+    ingest.upload("jobs/1/dev.txt", "Dev\n\ntext")
+    counting_embedder.model_id = "amazon.titan-embed-text-v3:0"
+
+    result, _ = ingest.upload("jobs/1/dev.txt", "Dev\n\ntext")
+
+    assert result["outcomes"] == ["written"]
+    assert counting_embedder.calls == 2
+    job = ingest.job("jobs/1/dev.txt")
+    assert job is not None
+    assert {chunk.embedding_model for chunk in ingest.chunks(job.id)} == {
+        "amazon.titan-embed-text-v3:0"
+    }
+
+
+def test_delete_applied_between_plan_and_write_makes_the_upload_embed_again(
+    ingest: Ingest, counting_embedder: CountingEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a live job, and an upload of the same content (sequencer 3) whose plan sees it live
+    ingest_job_service = sibling("ingest_job_service")
+    ingest_job_events = sibling("ingest_job_events")
+    ingest_job_store = sibling("ingest_job_store")
+    first = ingest.put("jobs/1/dev.txt", "Dev\n\ntext")
+    ingest.invoke(ingest.record("ObjectCreated:Put", "jobs/1/dev.txt", first))
+    delete_sequencer, upload_sequencer = ingest.next_sequencer(), ingest.next_sequencer()
+    real_load_state = ingest_job_service.load_state
+
+    def load_state_then_concurrent_delete(bucket: str, key: str) -> Any:
+        state = real_load_state(bucket, key)
+        # ... while an older delete (sequencer 2) lands before the upload writes.
+        removal = ingest_job_events.parse_record(
+            ingest.record("ObjectRemoved:Delete", key, delete_sequencer)
+        )
+        assert ingest_job_store.apply_removal(removal).result.value == "removed"
+        return state
+
+    monkeypatch.setattr(ingest_job_service, "load_state", load_state_then_concurrent_delete)
+
+    result = ingest.invoke(ingest.record("ObjectCreated:Put", "jobs/1/dev.txt", upload_sequencer))
+
+    # Then the upload, being newest, revives the job with freshly embedded chunks.
+    assert result["outcomes"] == ["written"]
+    assert counting_embedder.calls == 2
+    job = ingest.job("jobs/1/dev.txt")
+    assert job is not None
+    assert (job.deleted_at, job.source_sequencer) == (None, upload_sequencer)
+    assert_searchable(ingest, job, "Dev\n\ntext")

@@ -84,6 +84,8 @@ def parse_record(record: Any) -> ObjectChange | IgnoredRecord:
     key = unquote_plus(raw_key)  # keys arrive URL-encoded, spaces as '+'
     if not key:
         return IgnoredRecord("record has an empty object key", event_name, key)
+    if key.endswith("/"):
+        return IgnoredRecord("folder marker, not a document", event_name, key)
 
     if event_name.startswith("ObjectCreated:"):
         kind = ChangeKind.CREATED
