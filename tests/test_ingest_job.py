@@ -708,6 +708,13 @@ BAD_OBJECTS: list[tuple[str, str, bytes, dict[str, str], str]] = [
         "invalid_json",
     ),
     (
+        "json lone surrogate",
+        "jobs/1/surrogate.json",
+        b'{"company_id": 1, "title": "t", "description": "bad \\ud800 text"}',
+        {},
+        "invalid_json",
+    ),
+    (
         "json without description",
         "jobs/1/nodesc.json",
         b'{"company_id": 1, "title": "t"}',

@@ -252,6 +252,12 @@ def _job_from_json(key: str, text: str, metadata: Mapping[str, str]) -> Extracte
         raise RejectedObject(RejectReason.INVALID_JSON, f"not valid JSON ({exc})") from None
     if not isinstance(body, dict):
         raise RejectedObject(RejectReason.INVALID_JSON, "the JSON document is not an object")
+    try:  # JSON escapes can spell lone surrogates ("\ud800"), which no database text holds
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RejectedObject(
+            RejectReason.INVALID_JSON, "the JSON holds an unpaired surrogate escape"
+        ) from None
     description = body.get("description")
     if not isinstance(description, str):
         reason = "is missing" if description is None else "must be a string"
