@@ -47,15 +47,16 @@ class Corpus:
 
     def centres(self) -> np.ndarray:
         rng = np.random.default_rng([self.seed, 0])
-        centres = rng.standard_normal((self.clusters, self.dimensions))
-        return centres / np.linalg.norm(centres, axis=1, keepdims=True)
+        centres: np.ndarray = rng.standard_normal((self.clusters, self.dimensions))
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        return centres
 
     def _sample(self, rng: np.random.Generator, count: int, centres: np.ndarray) -> np.ndarray:
         chosen = centres[rng.integers(0, self.clusters, count)]
         noise = rng.standard_normal((count, self.dimensions)) * (
             self.noise / np.sqrt(self.dimensions)
         )
-        vectors = chosen + noise
+        vectors: np.ndarray = chosen + noise
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors.astype(np.float32)
 
@@ -114,7 +115,7 @@ def _vector(values: np.ndarray) -> bytes:
 
 def _copy(engine: Engine, statement: str, buffer: io.BytesIO) -> None:
     with engine.begin() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor: Any = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         cursor.execute(statement, stream=buffer)
 
 

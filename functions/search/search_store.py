@@ -39,10 +39,12 @@ Strategy = Literal["index", "iterative_index", "exact", "index_then_exact"]
 
 OPERATORS: dict[Metric, str] = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
 
-EXACT_SCAN_MAX_ROWS = 10_000
-"""A filter keeping at most this many chunks is answered by an exact scan of those rows
-(btree lookup, then 4 KB of vector each): cheaper and exact, where an index scan would need
-an ``ef_search`` of ``top_k / selectivity``. Chosen with bench/bench_search.py."""
+EXACT_SCAN_MAX_ROWS = 2_000
+"""A filter keeping at most this many chunks is answered by an exact scan of just those rows
+(btree lookup, then a 4 KB TOASTed vector each: about 33 us per row at 100k rows in
+bench/bench_search.py, so 2,000 rows ~ 65 ms) -- exact, and where an index scan would need
+an ``ef_search`` of ``2 * top_k / selectivity``, beyond pgvector's 1,000 at 1% selectivity.
+Above it, the index (13 ms at ef_search 100, 21 ms at 200 in the same benchmark) is cheaper."""
 
 EF_SEARCH_MAX = 1000
 """pgvector's upper bound for ``hnsw.ef_search``."""

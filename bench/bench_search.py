@@ -1,0 +1,375 @@
+"""Search benchmark: recall@10 per ef_search, handler vs bare SQL latency, selective filters.
+
+    python -m bench.bench_search                 # 100k chunks (built once, then reused)
+    python -m bench.bench_search --rows 1000000  # 1M chunks (~12 GB, long build)
+
+Corpus: synthetic clustered unit-norm 1024-d vectors (bench/bench_search_data.py), COPY-loaded
+into a dedicated database (bench/bench_db.py), HNSW built as the migration defines it.
+Query embedding is excluded from the latency comparison: the 200 query vectors are injected
+into the handler's per-container cache (a warm container's repeated query), and the embedder's
+own cost is measured separately. Writes bench/results/search.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from pgvector import Vector
+
+from bench import bench_db
+from bench.bench_search_data import Corpus, build, exact_top_k
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULT_FILE = bench_db.RESULTS_DIR / "search.json"
+EF_VALUES = (40, 64, 100, 150, 200)
+TOP_K = 10
+RECALL_TARGET = 0.95
+
+
+class _Context:
+    function_name = "search"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:search"
+    aws_request_id = "bench"
+
+
+def _load_search_function() -> tuple[ModuleType, ModuleType, ModuleType]:
+    import importlib.util
+
+    function_dir = REPO_ROOT / "functions" / "search"
+    if str(function_dir) not in sys.path:
+        sys.path.insert(0, str(function_dir))
+    spec = importlib.util.spec_from_file_location("search_app", function_dir / "app.py")
+    assert spec is not None
+    assert spec.loader is not None
+    app = importlib.util.module_from_spec(spec)
+    sys.modules["search_app"] = app
+    spec.loader.exec_module(app)
+    return app, sys.modules["search_store"], sys.modules["search_embedding"]
+
+
+def _event(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resource": "/search",
+        "path": "/search",
+        "httpMethod": "POST",
+        "headers": {"Content-Type": "application/json"},
+        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {"resourcePath": "/search", "httpMethod": "POST", "stage": "Prod"},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def _percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    return {
+        "p50_ms": round(statistics.median(ordered), 3),
+        "p95_ms": round(ordered[min(len(ordered) - 1, round(0.95 * len(ordered)) - 1)], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+    }
+
+
+def _bare_transaction(raw: Any, statements: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+    """The handler's SQL on the DBAPI connection: BEGIN, SET LOCALs, query, COMMIT."""
+    cursor = raw.cursor()
+    rows: list[Any] = []
+    for sql, params in statements:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall() if cursor.description else []
+    raw.commit()
+    return rows
+
+
+def _to_format(statement: Any) -> tuple[str, tuple[Any, ...]]:
+    """A named-parameter ``Statement`` as pg8000's format-style SQL and positional params."""
+    import re
+
+    names: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        names.append(match.group(1))
+        return "%s"
+
+    sql = re.sub(r"(?<!:):([a-z_]+)", replace, statement.sql)
+    return sql, tuple(statement.params[name] for name in names)
+
+
+def run(
+    rows: int = 100_000,
+    *,
+    queries: int = 200,
+    ef_values: tuple[int, ...] = EF_VALUES,
+    rebuild: bool = False,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Build (or reuse) the corpus and measure; returns the results (also written as JSON)."""
+    corpus = Corpus(rows=rows)
+    url = bench_db.ensure_database(f"bench_search_{rows}", recreate=rebuild)
+    build_engine = bench_db.engine_for(url)
+    build_info = build(build_engine, corpus, log=log)
+    build_engine.dispose()
+
+    query_vectors = corpus.queries(queries)
+    log(f"exact ground truth for {queries} queries ...")
+    truth = exact_top_k(corpus, query_vectors, TOP_K)
+    literals = [Vector(vector).to_text() for vector in query_vectors]
+    texts = [f"benchmark query {i}" for i in range(queries)]
+
+    results: dict[str, Any] = {
+        "rows": rows,
+        "dimensions": corpus.dimensions,
+        "queries": queries,
+        "top_k": TOP_K,
+        "build": build_info,
+    }
+
+    os.environ.setdefault("EMBEDDING_PROVIDER", "local")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "bench")
+    with bench_db.layer_configured(url):
+        from sqlalchemy import text
+        from sqlalchemy.orm import Session
+
+        from flex_shared import config, db
+
+        app, store, embedding = _load_search_function()
+        store.reset_pgvector_version()
+        engine = db.get_engine()
+        with engine.connect() as connection:
+            results["pgvector"] = connection.execute(
+                text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            ).scalar_one()
+            results["postgres"] = connection.execute(text("SHOW server_version")).scalar_one()
+
+        # 1. recall@10 and bare latency of the index query per ef_search
+        sweep = []
+        no_filter = store.ChunkFilter()
+        log("warming up (index and heap pages into memory) ...")
+        for literal in literals:
+            statement = store.index_statement(literal, "cosine", TOP_K, 2 * TOP_K + 10, no_filter)
+            with Session(engine) as session, session.begin():
+                store.use_index(session, max(ef_values))
+                session.execute(text(statement.sql), statement.params).all()
+        for ef in ef_values:
+            recalls, latencies = [], []
+            for literal, expected in zip(literals, truth, strict=True):
+                statement = store.index_statement(
+                    literal, "cosine", TOP_K, 2 * TOP_K + 10, no_filter
+                )
+                started = time.perf_counter()
+                with Session(engine) as session, session.begin():
+                    store.use_index(session, ef)
+                    found = [
+                        row[0] for row in session.execute(text(statement.sql), statement.params)
+                    ]
+                latencies.append((time.perf_counter() - started) * 1000)
+                recalls.append(len(set(found) & set(expected)) / TOP_K)
+            row = {"ef_search": ef, "recall_at_10": round(statistics.fmean(recalls), 4)}
+            row.update(_percentiles(latencies))
+            sweep.append(row)
+            log(f"  ef_search={ef:4d}  recall@10={row['recall_at_10']:.4f}  p50={row['p50_ms']} ms")
+        results["ef_sweep"] = sweep
+        good = [row["ef_search"] for row in sweep if row["recall_at_10"] >= RECALL_TARGET]
+        chosen = min(good) if good else max(ef_values)
+        results["chosen_ef_search"] = chosen
+        results["configured_default_ef_search"] = config.DEFAULT_HNSW_EF_SEARCH
+
+        # 2. full handler (event in, JSON out) vs the bare SQL, same connection, same ef_search
+        os.environ["HNSW_EF_SEARCH"] = str(config.DEFAULT_HNSW_EF_SEARCH)
+        config.reset_settings()
+        ef = config.get_settings().hnsw_ef_search
+        embedding.QUERY_CACHE.clear()
+        for query_text, vector in zip(texts, query_vectors, strict=True):
+            embedding.QUERY_CACHE.put(query_text, [float(v) for v in vector])
+        context = _Context()
+        handler_ms: list[float] = []
+        bare_ms: list[float] = []
+        handler_recall: list[float] = []
+        for round_number in range(2):  # the first round warms caches and is discarded
+            handler_ms.clear()
+            bare_ms.clear()
+            handler_recall.clear()
+            for i, (query_text, literal) in enumerate(zip(texts, literals, strict=True)):
+                statement = store.index_statement(
+                    literal, "cosine", TOP_K, 2 * TOP_K + 10, no_filter
+                )
+                bare = [
+                    ("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),)),
+                    ("SELECT set_config('enable_seqscan', 'off', true)", ()),
+                    _to_format(statement),
+                ]
+                event = _event({"query": query_text, "top_k": TOP_K})
+                order = ("bare", "handler") if i % 2 == 0 else ("handler", "bare")
+                for which in order:
+                    if which == "bare":
+                        raw = engine.raw_connection()
+                        try:
+                            started = time.perf_counter()
+                            _bare_transaction(raw, bare)
+                            bare_ms.append((time.perf_counter() - started) * 1000)
+                        finally:
+                            raw.close()
+                    else:
+                        started = time.perf_counter()
+                        response = app.lambda_handler(event, context)
+                        handler_ms.append((time.perf_counter() - started) * 1000)
+                        answer = json.loads(response["body"])
+                        assert response["statusCode"] == 200, answer
+                        ids = [result["chunk_id"] for result in answer["results"]]
+                        assert len(ids) == TOP_K
+                        handler_recall.append(len(set(ids) & set(truth[i])) / TOP_K)
+            log(f"  handler vs bare SQL, round {round_number + 1} done")
+        handler = _percentiles(handler_ms)
+        bare_stats = _percentiles(bare_ms)
+        results["latency"] = {
+            "ef_search": ef,
+            "bare_sql": bare_stats,
+            "handler": handler,
+            "ratio_p50": round(handler["p50_ms"] / bare_stats["p50_ms"], 3),
+            "ratio_p95": round(handler["p95_ms"] / bare_stats["p95_ms"], 3),
+            "handler_recall_at_10": round(statistics.fmean(handler_recall), 4),
+        }
+
+        # 3. query embedding, measured on its own (local embedder: Titan is a network call)
+        embedder_module = sys.modules["flex_shared.embeddings"]
+        embedder = embedder_module.get_embedder()
+        embed_ms = []
+        sample_queries = [
+            "senior backend engineer Python PostgreSQL",
+            "데이터 엔지니어 Spark Airflow 파이프라인",
+            "product designer Figma user research",
+            "쿠버네티스 운영 경험이 있는 백엔드 개발자",
+        ]
+        for i in range(queries):
+            started = time.perf_counter()
+            vector = embedder.embed_query(f"{sample_queries[i % 4]} {i}")
+            Vector(vector).to_text()
+            embed_ms.append((time.perf_counter() - started) * 1000)
+        results["query_embedding"] = {"provider": embedder.model_id, **_percentiles(embed_ms)}
+
+        # 4. selective filter: one company = 1% of the rows
+        filtered_ms: list[float] = []
+        counts: list[int] = []
+        filtered_recall: list[float] = []
+        strategies: Counter[str] = Counter()
+        for i, (query_text, literal) in enumerate(zip(texts, literals, strict=True)):
+            company = i % corpus.companies + 1
+            event = _event({"query": query_text, "top_k": TOP_K, "company_id": company})
+            started = time.perf_counter()
+            response = app.lambda_handler(event, context)
+            filtered_ms.append((time.perf_counter() - started) * 1000)
+            answer = json.loads(response["body"])
+            assert response["statusCode"] == 200, answer
+            ids = [result["chunk_id"] for result in answer["results"]]
+            assert {result["company_id"] for result in answer["results"]} == {company}
+            counts.append(len(ids))
+            with Session(engine) as session, session.begin():
+                outcome = store.search_chunks(
+                    session,
+                    literal,
+                    metric="cosine",
+                    top_k=TOP_K,
+                    chunk_filter=store.ChunkFilter(company_id=company),
+                    ef_search=ef,
+                )
+                strategies[outcome.strategy] += 1
+                exact = session.execute(
+                    text(
+                        "SELECT id FROM job_chunks WHERE company_id = :c"
+                        " ORDER BY (embedding <=> CAST(:q AS vector)) + 0, id LIMIT :k"
+                    ),
+                    {"c": company, "q": literal, "k": TOP_K},
+                ).all()
+            filtered_recall.append(len(set(ids) & {row[0] for row in exact}) / TOP_K)
+        results["company_filter"] = {
+            "selectivity": round(1 / corpus.companies, 4),
+            "always_top_k": all(count == TOP_K for count in counts),
+            "min_results": min(counts),
+            "recall_at_10": round(statistics.fmean(filtered_recall), 4),
+            "strategies": dict(strategies),
+            **_percentiles(filtered_ms),
+        }
+        embedding.QUERY_CACHE.clear()
+
+    bench_db.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    RESULT_FILE.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
+def print_table(results: dict[str, Any]) -> None:
+    build_info = results["build"]
+    print()
+    print(
+        f"search benchmark: {results['rows']:,} chunks x {results['dimensions']}-d,"
+        f" {results['queries']} queries, top_k={results['top_k']},"
+        f" PostgreSQL {results['postgres']}, pgvector {results['pgvector']}"
+    )
+    reused = " (reused from an earlier run)" if build_info.get("reused") else ""
+    print(
+        f"HNSW build (m=16, ef_construction=64): {build_info['index_build_seconds']} s{reused},"
+        f" index {build_info['index_bytes'] / 2**20:.0f} MiB,"
+        f" COPY load {build_info['load_seconds']} s"
+    )
+    print()
+    print(f"{'ef_search':>9} | {'recall@10':>9} | {'p50 ms':>7} | {'p95 ms':>7}")
+    print("-" * 43)
+    for row in results["ef_sweep"]:
+        print(
+            f"{row['ef_search']:>9} | {row['recall_at_10']:>9.4f} | {row['p50_ms']:>7.2f}"
+            f" | {row['p95_ms']:>7.2f}"
+        )
+    print(
+        f"smallest ef_search with recall@10 >= {RECALL_TARGET}: {results['chosen_ef_search']}"
+        f" (configured default: {results['configured_default_ef_search']})"
+    )
+    latency = results["latency"]
+    print()
+    print(f"{'ef_search=' + str(latency['ef_search']):<28} | {'p50 ms':>7} | {'p95 ms':>7}")
+    print("-" * 48)
+    for name, key in (("bare SQL (same connection)", "bare_sql"), ("full handler", "handler")):
+        stats = latency[key]
+        print(f"{name:<28} | {stats['p50_ms']:>7.2f} | {stats['p95_ms']:>7.2f}")
+    print(f"{'handler / bare':<28} | {latency['ratio_p50']:>7.2f} | {latency['ratio_p95']:>7.2f}")
+    embed = results["query_embedding"]
+    print(
+        f"{'query embedding (' + embed['provider'] + ')':<28} | {embed['p50_ms']:>7.2f}"
+        f" | {embed['p95_ms']:>7.2f}   (excluded above)"
+    )
+    flt = results["company_filter"]
+    print()
+    print(
+        f"company filter ({flt['selectivity']:.0%} of rows): always top_k={flt['always_top_k']}"
+        f" (min {flt['min_results']}), recall@10 {flt['recall_at_10']:.4f},"
+        f" p50 {flt['p50_ms']:.2f} ms, p95 {flt['p95_ms']:.2f} ms, plans {flt['strategies']}"
+    )
+    print(f"\nwritten to {RESULT_FILE.relative_to(REPO_ROOT)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--rebuild", action="store_true", help="reload and rebuild the index")
+    args = parser.parse_args(argv)
+    print_table(run(args.rows, queries=args.queries, rebuild=args.rebuild))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
