@@ -34,6 +34,8 @@ def _stop_on_sigterm() -> None:
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, interrupt)
+    # A shell that starts a job in the background ignores SIGINT for it; Ctrl-C must still work.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -217,19 +219,17 @@ def command_invoke(args: argparse.Namespace) -> int:
         template_path=args.template,
         data_dir=args.data_dir,
         database_url=args.database_url or (state or {}).get("database_url"),
+        s3_endpoint=(state or {}).get("s3_endpoint"),
         serve_api=False,
         notifications=False,
         env_vars=env_vars,
     )
     system = LocalSystem(options, log=_log)
     if state is not None:
-        _log(f"using the running local system (pid {state['pid']}): its database")
+        _log(f"using the running local system (pid {state['pid']}): its database and S3")
     system.start()
     try:
         assert system.runner is not None
-        if state is not None and state.get("s3_endpoint"):
-            # Objects uploaded to the running system are what S3 events refer to.
-            system.runner.overrides["AWS_ENDPOINT_URL_S3"] = str(state["s3_endpoint"])
         started = time.monotonic()
         try:
             result = system.runner.invoke(args.function, event)

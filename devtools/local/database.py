@@ -3,13 +3,14 @@ a project directory between runs, database ``flex`` created and migrated to head
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy.engine import make_url
+from urllib.parse import urlsplit, urlunsplit
 
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
@@ -62,6 +63,9 @@ class EmbeddedPostgres:
             pg_ctl(
                 ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self._server.system_user
             )
+        # Stopped here: pgserver's own exit hook would try again and complain.
+        atexit.unregister(self._server._cleanup)
+        self._server.global_process_id_list.get_and_remove(os.getpid())
         self.started_here = False
 
 
@@ -82,7 +86,9 @@ def ensure_database(admin_url: str, name: str) -> str:
                 connection.execute(text(f'CREATE DATABASE "{name}"'))
     finally:
         engine.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    # Same URL, other database; the query (libpq-style ?host=/socket/dir) is kept as written.
+    parts = urlsplit(admin_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def migrate_to_head(repo_root: Path, database_url: str) -> str | None:

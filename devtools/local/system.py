@@ -45,6 +45,8 @@ class LocalOptions:
     api_host: str = "127.0.0.1"
     api_port: int = 3000
     s3_port: int = 0
+    s3_endpoint: str | None = None
+    """Use this S3 (a running ``run``'s) instead of starting moto; nothing is uploaded."""
     env_vars: dict[str, dict[str, str]] = field(default_factory=dict)
     extra_overrides: dict[str, str] = field(default_factory=dict)
     """Applied to every function after the local overrides (the demo quiets the logs)."""
@@ -77,6 +79,7 @@ class LocalSystem:
         self.revision: str | None = None
         self.moto: MotoS3 | None = None
         self.s3: Any = None
+        self.s3_endpoint = ""
         self.runner: FunctionRunner | None = None
         self.bridge: NotificationBridge | None = None
         self.api: LocalApiServer | None = None
@@ -88,11 +91,10 @@ class LocalSystem:
         try:
             self._start_database()
             self._start_s3()
-            assert self.moto is not None
             self.runner = FunctionRunner(
                 self.template,
                 {
-                    **local_overrides(self.database_url, self.moto.endpoint),
+                    **local_overrides(self.database_url, self.s3_endpoint),
                     **self.options.extra_overrides,
                 },
                 self.options.env_vars,
@@ -126,6 +128,11 @@ class LocalSystem:
         self.log(f"database: migrated to {self.revision}")
 
     def _start_s3(self) -> None:
+        if self.options.s3_endpoint:  # another runner's S3: use it as it is
+            self.s3_endpoint = self.options.s3_endpoint
+            self.s3 = s3_client(self.s3_endpoint)
+            self.log(f"s3: using {self.s3_endpoint}")
+            return
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request
         self.moto = MotoS3(self.options.s3_port)
         endpoint = self.moto.start()
@@ -133,6 +140,7 @@ class LocalSystem:
         reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310
         with urllib.request.urlopen(reset, timeout=10) as response:  # noqa: S310 (localhost)
             response.read()
+        self.s3_endpoint = endpoint
         self.s3 = s3_client(endpoint)
         for bucket in self.template.buckets.values():
             create_bucket(self.s3, bucket)
@@ -155,7 +163,7 @@ class LocalSystem:
             self.bridge.start()
 
     def _ingest_samples(self) -> None:
-        if self.options.samples_dir is None or not self.template.subscriptions:
+        if self.options.samples_dir is None or not self.template.subscriptions or not self.moto:
             return
         bucket = self.template.buckets[self.template.subscriptions[0].bucket_resource]
         self.samples = find_samples(self.options.samples_dir)
@@ -182,12 +190,11 @@ class LocalSystem:
         self.api.start()
 
     def _write_state(self) -> None:
-        assert self.moto is not None
         self.options.state_file.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "pid": os.getpid(),
             "api_url": self.api.url if self.api else None,
-            "s3_endpoint": self.moto.endpoint,
+            "s3_endpoint": self.s3_endpoint,
             "database_url": self.database_url,
         }
         self.options.state_file.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
