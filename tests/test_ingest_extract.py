@@ -239,3 +239,21 @@ def test_html_with_only_invisible_content_is_empty(ingest_modules: dict[str, Mod
         extract.extract_job(
             "jobs/1/a.html", b"<html><head><title>t</title></head><script>x</script></html>", {}
         )
+
+
+@pytest.mark.parametrize("value", ["ten", "0", "-5", str(2 * 1024**3)])
+def test_bad_object_size_limit_fails_at_start_naming_the_variable(value: str) -> None:
+    from flex_shared.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="INGEST_MAX_OBJECT_BYTES"):
+        load_settings({"DATABASE_URL": "postgresql://u@h/db", "INGEST_MAX_OBJECT_BYTES": value})
+
+
+def test_object_size_limit_default_and_override() -> None:
+    from flex_shared.config import load_settings
+
+    assert load_settings({"DATABASE_URL": "postgresql://u@h/db"}).ingest_max_object_bytes == (
+        10 * 1024 * 1024
+    )
+    override = {"DATABASE_URL": "postgresql://u@h/db", "INGEST_MAX_OBJECT_BYTES": "5000"}
+    assert load_settings(override).ingest_max_object_bytes == 5000
