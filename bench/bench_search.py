@@ -210,8 +210,11 @@ def run(
                     literal, "cosine", TOP_K, 2 * TOP_K + 10, no_filter
                 )
                 bare = [
-                    ("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),)),
-                    ("SELECT set_config('enable_seqscan', 'off', true)", ()),
+                    (
+                        "SELECT set_config('hnsw.ef_search', %s, true),"
+                        " set_config('enable_seqscan', 'off', true)",
+                        (str(ef),),
+                    ),
                     _to_format(statement),
                 ]
                 event = _event({"query": query_text, "top_k": TOP_K})

@@ -431,3 +431,13 @@ def test_sample_events_through_the_handler(search_app, jobs, db_engine: Engine):
     assert status == 422
     fields = {detail["field"] for detail in body["error"]["details"]}
     assert {"query", "top_k", "metric"} <= fields
+
+
+def test_search_settings_do_not_outlive_the_transaction(search_app, jobs):
+    # SET LOCAL only: a session-level SET would pin the RDS Proxy connection and leak into the
+    # next request served by this pooled connection.
+    assert search(search_app, query="backend engineer", top_k=3)[0] == 200
+    assert search(search_app, query="backend engineer", top_k=3, company_id=1)[0] == 200
+    with db.get_engine().connect() as connection:  # the pool holds one connection
+        assert connection.execute(text("SHOW hnsw.ef_search")).scalar_one() == "40"
+        assert connection.execute(text("SHOW enable_seqscan")).scalar_one() == "on"

@@ -190,12 +190,27 @@ SELECT
     return Statement(sql, {"cap": cap, **chunk_filter.params()})
 
 
+def set_locals(session: Session | Connection, settings: dict[str, str | int]) -> None:
+    """Several ``SET LOCAL`` in one round trip (``set_config(..., true)``, as
+    :func:`flex_shared.db.set_local` does for one): each round trip costs a millisecond or
+    more through RDS Proxy."""
+    calls = ", ".join(f"set_config(:name{i}, :value{i}, true)" for i in range(len(settings)))
+    params: dict[str, str] = {}
+    for i, (name, value) in enumerate(settings.items()):
+        params[f"name{i}"] = name
+        params[f"value{i}"] = str(value)
+    session.execute(text(f"SELECT {calls}"), params)
+
+
+def index_settings(ef_search: int) -> dict[str, str | int]:
+    """This transaction's settings for an HNSW scan: ``ef_search``, and no sequential scan. The
+    strategy was chosen on purpose; the planner, which underestimates scanning TOASTed 4 KB
+    vectors, would otherwise prefer a full sort on small and mid-sized tables."""
+    return {"hnsw.ef_search": ef_search, "enable_seqscan": "off"}
+
+
 def use_index(session: Session | Connection, ef_search: int) -> None:
-    """Prepare this transaction for an HNSW scan: ``ef_search`` (SET LOCAL), and no sequential
-    scan. The strategy was chosen above on purpose; the planner, which underestimates scanning
-    TOASTed 4 KB vectors, would otherwise prefer a full sort on small and mid-sized tables."""
-    set_local(session, "hnsw.ef_search", ef_search)
-    set_local(session, "enable_seqscan", "off")
+    set_locals(session, index_settings(ef_search))
 
 
 def _use_exact(session: Session) -> None:
@@ -287,9 +302,14 @@ def search_chunks(
     if pgvector_version(session) >= (0, 8):
         candidates = _candidates_for(top_k)
         ef = min(EF_SEARCH_MAX, max(ef_search, candidates))
-        use_index(session, ef)
-        set_local(session, "hnsw.iterative_scan", "relaxed_order")
-        set_local(session, "hnsw.max_scan_tuples", ITERATIVE_MAX_SCAN_TUPLES)
+        set_locals(
+            session,
+            {
+                **index_settings(ef),
+                "hnsw.iterative_scan": "relaxed_order",
+                "hnsw.max_scan_tuples": ITERATIVE_MAX_SCAN_TUPLES,
+            },
+        )
         statement = index_statement(
             query_literal, metric, top_k, candidates, chunk_filter, filter_inside=True
         )
