@@ -9,15 +9,18 @@ import os
 import struct
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from flex_shared import config
+from flex_shared import config, embeddings
 from flex_shared.chunking import chunk_text
 from flex_shared.embeddings import (
     EmbeddingInputError,
     LocalEmbedder,
+    deadline_from_context,
     get_embedder,
     reset_embedder,
 )
@@ -166,3 +169,37 @@ def test_get_embedder_with_local_provider():
     assert isinstance(embedder, LocalEmbedder)
     assert (embedder.model_id, embedder.dimensions) == ("local-hash-v1", 1024)
     assert get_embedder() is embedder
+
+
+def test_bounded_feature_caches_give_the_same_vectors_from_many_threads(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # given the expected vectors, and an embedder whose caches overflow every few texts
+    texts = [f"{word} 개발자 {i} engineer 경험 {i * 3}" for i, word in enumerate("abcdefghij" * 6)]
+    expected = LocalEmbedder().embed_documents(texts)
+    monkeypatch.setattr(embeddings, "_CACHE_LIMIT", 8)
+    shared = LocalEmbedder()
+
+    # when four threads embed them at once
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        vectors = list(pool.map(shared.embed_query, texts))
+
+    # then every vector is the same as computed alone, and the caches stayed small
+    assert vectors == expected
+    assert len(shared._caches.word_slots) <= 8 + 10
+
+
+class _FakeLambdaContext:
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_deadline_from_lambda_context_keeps_a_reserve():
+    before = time.monotonic()
+    deadline = deadline_from_context(_FakeLambdaContext(30_000), reserve_seconds=5)
+    assert before + 25 <= deadline <= time.monotonic() + 25
+    # nearly out of time: the deadline is now, never in the past beyond it
+    assert deadline_from_context(_FakeLambdaContext(1_000)) <= time.monotonic()

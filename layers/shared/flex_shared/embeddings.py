@@ -24,7 +24,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain, pairwise, repeat
 from operator import mul, sub
@@ -142,6 +142,16 @@ def _mix64(value: int) -> int:
     return value ^ (value >> 31)
 
 
+@dataclass(slots=True)
+class _FeatureCaches:
+    """Per-word and per-word-pair signed slot ids (``slot`` adds +1 to that dimension,
+    ``slot + dimensions`` adds -1), and each word's 64-bit hash for its pairs."""
+
+    word_slots: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    word_hashes: dict[str, int] = field(default_factory=dict)
+    pair_slots: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)
+
+
 class LocalEmbedder:
     """Deterministic offline embedder (``local-hash-v1``): signed feature hashing of each
     distinct word, its character n-grams (trigrams; for Hangul/CJK bigrams plus the word's
@@ -158,10 +168,7 @@ class LocalEmbedder:
         if dimensions < 2:
             raise ValueError("dimensions must be at least 2")
         self.dimensions = dimensions
-        # Signed slot ids: ``slot`` adds +1 to that dimension, ``slot + dimensions`` adds -1.
-        self._word_slots: dict[str, tuple[int, ...]] = {}
-        self._word_hashes: dict[str, int] = {}
-        self._pair_slots: dict[tuple[str, str], tuple[int, ...]] = {}
+        self._caches = _FeatureCaches()
         self._positive = range(dimensions)
         self._negative = range(dimensions, 2 * dimensions)
 
@@ -169,7 +176,7 @@ class LocalEmbedder:
         slot = hash64 % self.dimensions
         return slot + self.dimensions if (hash64 >> 40) & 1 else slot
 
-    def _learn_word(self, word: str) -> None:
+    def _learn_word(self, caches: _FeatureCaches, word: str) -> None:
         hash64 = _hash64(b"w\x00", word)
         if word in _STOPWORDS:
             slots: tuple[int, ...] = (self._signed_slot(hash64),)
@@ -184,16 +191,16 @@ class LocalEmbedder:
                 # the word's prefixes are what inflected forms have in common.
                 grams += [f"{word[:length]}>" for length in range(2, len(word))]
             slots += tuple(self._signed_slot(_hash64(b"g\x00", gram)) for gram in grams)
-        self._word_slots[word] = slots
-        self._word_hashes[word] = hash64
+        caches.word_hashes[word] = hash64
+        caches.word_slots[word] = slots
 
-    def _learn_pair(self, pair: tuple[str, str]) -> None:
+    def _learn_pair(self, caches: _FeatureCaches, pair: tuple[str, str]) -> None:
         left, right = pair
         slots: tuple[int, ...] = ()
         if left not in _STOPWORDS and right not in _STOPWORDS:
-            combined = self._word_hashes[left] * 0x9E3779B97F4A7C15 + self._word_hashes[right]
+            combined = caches.word_hashes[left] * 0x9E3779B97F4A7C15 + caches.word_hashes[right]
             slots = (self._signed_slot(_mix64(combined & _MASK64)),) * _BIGRAM_REPEATS
-        self._pair_slots[pair] = slots
+        caches.pair_slots[pair] = slots
 
     def _embed(self, text: str) -> list[float]:
         normalized = unicodedata.normalize("NFKC", text).casefold()
@@ -202,16 +209,16 @@ class LocalEmbedder:
             words = [char for char in normalized if not char.isspace()] or ["\x00empty"]
         distinct_words = dict.fromkeys(words)
         distinct_pairs = dict.fromkeys(pairwise(words))
-        word_slots, pair_slots = self._word_slots, self._pair_slots
-        if len(word_slots) > _CACHE_LIMIT or len(pair_slots) > _CACHE_LIMIT:
-            # Bounded memory; cleared between texts so a text never loses its own entries.
-            word_slots.clear()
-            pair_slots.clear()
-            self._word_hashes.clear()
+        caches = self._caches
+        if len(caches.word_slots) > _CACHE_LIMIT or len(caches.pair_slots) > _CACHE_LIMIT:
+            # Bounded memory. Swapped, not cleared: a text being embedded in another thread
+            # keeps the caches it started with.
+            self._caches = caches = _FeatureCaches()
+        word_slots, pair_slots = caches.word_slots, caches.pair_slots
         for word in [word for word in distinct_words if word not in word_slots]:
-            self._learn_word(word)
+            self._learn_word(caches, word)
         for pair in [pair for pair in distinct_pairs if pair not in pair_slots]:
-            self._learn_pair(pair)
+            self._learn_pair(caches, pair)
         counts = Counter(
             chain(
                 chain.from_iterable(map(word_slots.__getitem__, distinct_words)),
