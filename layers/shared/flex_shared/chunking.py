@@ -3,9 +3,9 @@ overlap, every chunk within Titan V2's input limits.
 
 Chunks are exact slices of the input (line endings normalised to ``\\n``, surrounding whitespace
 stripped), in order; every non-whitespace character of the input lies in at least one chunk.
-Sizes are in *estimated* tokens (:func:`estimate_tokens`, no network, deliberately on the high
-side), so a chunk of ``target_tokens`` estimated tokens is at most that many real ones in
-practice, and far below Titan's 8,192 even if the estimate were several times too low.
+Sizes are in *estimated* tokens (:func:`estimate_tokens`, no network, meant to err on the high
+side); with the default target of 300 a chunk stays far below Titan's 8,192 tokens even if the
+estimate were many times too low, and below 50,000 characters by construction.
 """
 
 from __future__ import annotations
