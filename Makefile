@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := requirements.txt layers/shared/requirements.txt $(wildcard functions/*/requirements.txt)
 
-.PHONY: install test lint typecheck check clean sam-install sam-validate sam-build layer-size run demo invoke openapi
+.PHONY: install test lint typecheck check clean sam-install sam-validate sam-build layer-size run demo invoke openapi bench
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,11 @@ sam-build: sam-install
 ## layer-size: unzipped sizes of the built layer and functions; fails over budget or on drift
 layer-size: install sam-build
 	$(BIN)/python -m devtools.sam_build_report .aws-sam/build
+
+## bench: every benchmark on the embedded database, one table + bench/results/latest.json
+# BENCH_ARGS passes options through, e.g. BENCH_ARGS=--quick or BENCH_ARGS="--rows 1000000"
+bench: install
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .aws-sam .local

@@ -1,0 +1,402 @@
+"""Cold starts: import + first invocation of every function in a fresh process.
+
+Each sample is a new process (``bench/coldstart_child.py``), like a new Lambda container: it
+imports the function's ``app.py`` by path and handles one sample event from ``events/``, against
+real local services on loopback: the benchmark database (embedded PostgreSQL + pgvector), moto's
+S3 server and the fake Titan (``EMBEDDING_PROVIDER=titan`` through
+``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``, 0 ms model latency). The baseline process imports boto3
+and makes one S3 ``ListBuckets`` call to the same moto server. Targets run interleaved, round
+by round (their order rotating), so a burst of load from elsewhere on the machine hits all of
+them; the report gives medians and each function's ratio to the baseline (goal <= 1.5x).
+One more run per target under ``python -X importtime`` says what dominates.
+
+    python -m bench.bench_coldstart [--runs 7] [--quick]
+
+Prints a table and writes bench/results/coldstart.json; ``run()`` returns the same dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+# `python -m bench.bench_coldstart` from the repository root: the layer is not installed.
+_LAYER = Path(__file__).resolve().parents[1] / "layers" / "shared"
+if str(_LAYER) not in sys.path:
+    sys.path.insert(0, str(_LAYER))
+
+from bench import bench_db  # noqa: E402
+
+REPO_ROOT = bench_db.REPO_ROOT
+RESULT_FILE = bench_db.RESULTS_DIR / "coldstart.json"
+CHILD_SCRIPT = REPO_ROOT / "bench" / "coldstart_child.py"
+DATABASE = "bench_coldstart"
+BUCKET = "flex-bench-coldstart"
+REGION = "us-east-1"
+BASELINE = "baseline"
+FUNCTIONS = ("ingest_job", "search", "interview_results", "migrate")
+EVENT_FILES = {
+    "ingest_job": "ingest_job_put.json",
+    "search": "search_post.json",
+    "interview_results": "interview_results_create_interview.json",
+    "migrate": "migrate_upgrade.json",
+}
+GOAL_RATIO = 1.5
+SAMPLES_DIR = REPO_ROOT / "devtools" / "samples"
+# Uploaded before the measured runs: the jobs that search finds and interviews refer to.
+SEED_SAMPLES = ("backend-engineer-en.md", "data-analyst-ko.txt", "ml-engineer-ko.txt")
+# Each measured ingest_job run ingests a new object with this text (a full ingestion:
+# fetch, extract, chunk, embed every chunk through the fake Titan, one write transaction).
+INGEST_SAMPLE = "backend-engineer-en.md"
+RESULT_PREFIX = "COLDSTART_RESULT "
+BEGIN_MARKER = "COLDSTART_BEGIN"
+_IMPORTTIME_PREFIX = "import time:"
+
+
+# -- pure helpers (tested in tests/test_bench_coldstart.py) -----------------------------------
+
+
+@dataclass(frozen=True)
+class ImportEntry:
+    name: str
+    self_us: int
+    cumulative_us: int
+    level: int  # 0 = imported directly by the code being run, 1 = by that import, ...
+
+
+def parse_importtime(stderr: str) -> list[ImportEntry]:
+    """The ``-X importtime`` lines after the child's ``COLDSTART_BEGIN`` marker (the
+    interpreter's own start-up before it is the same for every target)."""
+    lines = stderr.splitlines()
+    if BEGIN_MARKER in lines:
+        lines = lines[lines.index(BEGIN_MARKER) + 1 :]
+    entries: list[ImportEntry] = []
+    for line in lines:
+        if not line.startswith(_IMPORTTIME_PREFIX):
+            continue
+        fields = line[len(_IMPORTTIME_PREFIX) :].split("|", 2)
+        if len(fields) != 3:
+            continue
+        try:
+            self_us, cumulative_us = int(fields[0]), int(fields[1])
+        except ValueError:  # the header line
+            continue
+        name_field = fields[2][1:]  # CPython writes "| " then two spaces per nesting level
+        level = (len(name_field) - len(name_field.lstrip(" "))) // 2
+        entries.append(ImportEntry(name_field.strip(), self_us, cumulative_us, level))
+    return entries
+
+
+def top_cumulative(entries: Iterable[ImportEntry], count: int = 8) -> list[dict[str, Any]]:
+    """The direct imports that cost most, everything they pulled in included."""
+    direct = sorted((e for e in entries if e.level == 0), key=lambda e: -e.cumulative_us)
+    return [{"module": e.name, "cumulative_ms": round(e.cumulative_us / 1000, 1)} for e in direct][
+        :count
+    ]
+
+
+def self_time_by_package(entries: Iterable[ImportEntry], count: int = 8) -> list[dict[str, Any]]:
+    """Import time spent in each top-level package's own modules (``sqlalchemy.orm.*`` counts
+    for ``sqlalchemy``), whoever imported them: the total is the whole import time."""
+    totals: dict[str, int] = defaultdict(int)
+    for entry in entries:
+        totals[entry.name.split(".")[0]] += entry.self_us
+    ranked = sorted(totals.items(), key=lambda item: -item[1])
+    return [{"package": name, "self_ms": round(us / 1000, 1)} for name, us in ranked[:count]]
+
+
+def parse_child_output(stdout: str) -> dict[str, Any]:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
+            return result
+    raise ValueError("the cold-start child printed no result line")
+
+
+def ingest_event(template: Mapping[str, Any], bucket: str, key: str, sequencer: int) -> Any:
+    """``template``'s first record, pointed at ``bucket``/``key`` (URL-encoded as S3 does)."""
+    record = copy.deepcopy(template["Records"][0])
+    record["s3"]["bucket"]["name"] = bucket
+    record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+    record["s3"]["object"]["key"] = quote_plus(key, safe="/")
+    record["s3"]["object"]["sequencer"] = f"{sequencer:018X}"
+    return {"Records": [record]}
+
+
+def with_json_body(template: Mapping[str, Any], **fields: Any) -> Any:
+    """An API Gateway event whose JSON body has ``fields`` replaced."""
+    event = copy.deepcopy(dict(template))
+    event["body"] = json.dumps({**json.loads(event["body"]), **fields})
+    return event
+
+
+def check_sample(target: str, sample: Mapping[str, Any]) -> None:
+    """A cold start only counts when the invocation did its job."""
+    if target == BASELINE:
+        return
+    if "status" in sample:
+        if not 200 <= int(sample["status"]) < 300:
+            raise RuntimeError(f"{target} answered {sample['status']}")
+        return
+    response = sample.get("response")
+    outcomes = response.get("outcomes") if response else None
+    if target == "ingest_job" and (not outcomes or set(outcomes) != {"written"}):
+        raise RuntimeError(f"ingest_job did not write the job: {response}")
+    if target == "migrate" and (not response or not response.get("current")):
+        raise RuntimeError(f"migrate did not report a revision: {response}")
+
+
+def summarize(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
+    """Medians per target and each target's ratio to the baseline's median total."""
+
+    def median(target: str, key: str) -> float:
+        return statistics.median(float(s[key]) for s in samples[target])
+
+    baseline_total = median(BASELINE, "total_s")
+    summary: dict[str, Any] = {}
+    for target, runs in samples.items():
+        totals = [float(s["total_s"]) for s in runs]
+        summary[target] = {
+            "runs": len(runs),
+            "median_total_s": round(median(target, "total_s"), 4),
+            "median_import_s": round(median(target, "import_s"), 4),
+            "median_invoke_s": round(median(target, "invoke_s"), 4),
+            "min_total_s": round(min(totals), 4),
+            "max_total_s": round(max(totals), 4),
+            "peak_rss_mib": round(max(float(s["peak_rss_mib"]) for s in runs), 1),
+            "ratio_to_baseline": round(median(target, "total_s") / baseline_total, 3),
+        }
+    return summary
+
+
+def round_order(targets: Sequence[str], round_index: int) -> list[str]:
+    """``targets`` rotated by ``round_index``: no target always runs first after a pause."""
+    shift = round_index % len(targets)
+    return [*targets[shift:], *targets[:shift]]
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def child_environment(database_url: str, s3_endpoint: str, titan_endpoint: str) -> dict[str, str]:
+    """What a deployed function sees (template.yaml Globals), pointed at loopback services."""
+    env = {
+        name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ
+    }
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "EMBEDDING_PROVIDER": "titan",
+            "EMBEDDING_MODEL_ID": "amazon.titan-embed-text-v2:0",
+            "AWS_ENDPOINT_URL_S3": s3_endpoint,
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": titan_endpoint,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "FlexBench",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+    )
+    return env
+
+
+def _spawn(
+    target: str, event_file: Path | None, env: Mapping[str, str], *, importtime: bool = False
+) -> tuple[dict[str, Any], str]:
+    command = [sys.executable]
+    if importtime:
+        command += ["-X", "importtime"]
+    command += [str(CHILD_SCRIPT), target]
+    if event_file is not None:
+        command.append(str(event_file))
+    service = {"POWERTOOLS_SERVICE_NAME": target} if target != BASELINE else {}
+    completed = subprocess.run(
+        command,
+        env={**env, **service},
+        cwd=tempfile.gettempdir(),  # nothing of the checkout on sys.path by accident
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if completed.returncode != 0:
+        tail = "\n".join(completed.stderr.splitlines()[-15:])
+        raise RuntimeError(f"cold start of {target} failed ({completed.returncode}):\n{tail}")
+    sample = parse_child_output(completed.stdout)
+    check_sample(target, sample)
+    return sample, completed.stderr
+
+
+@contextmanager
+def _services() -> Iterator[tuple[str, str, Any]]:
+    from devtools.fake_titan import FakeTitan
+    from devtools.local.s3 import MotoS3, s3_client
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
+    moto = MotoS3()
+    endpoint = moto.start()
+    try:
+        with FakeTitan(record_requests=False) as titan:
+            yield endpoint, titan.endpoint_url, s3_client(endpoint, REGION)
+    finally:
+        moto.stop()
+
+
+class _Events:
+    """Event files for each run, patched to the prepared data."""
+
+    def __init__(self, directory: Path, s3: Any) -> None:
+        self._directory = directory
+        self._s3 = s3
+        self._templates = {
+            name: json.loads((REPO_ROOT / "events" / file).read_text(encoding="utf-8"))
+            for name, file in EVENT_FILES.items()
+        }
+        self._ingest_body = (SAMPLES_DIR / INGEST_SAMPLE).read_bytes()
+        self._count = 0
+        self.job_id: int | None = None
+
+    def _write(self, name: str, event: Any) -> Path:
+        self._count += 1
+        path = self._directory / f"{self._count:04d}-{name}.json"
+        path.write_text(json.dumps(event), encoding="utf-8")
+        return path
+
+    def seed(self) -> Path:
+        """One event with a record per seed sample (uploaded now)."""
+        records = []
+        for index, sample in enumerate(SEED_SAMPLES, start=1):
+            key = f"jobs/7/{sample}"
+            self._s3.put_object(Bucket=BUCKET, Key=key, Body=(SAMPLES_DIR / sample).read_bytes())
+            records += ingest_event(self._templates["ingest_job"], BUCKET, key, index)["Records"]
+        return self._write("seed", {"Records": records})
+
+    def for_target(self, target: str) -> Path | None:
+        if target == BASELINE:
+            return None
+        if target == "ingest_job":
+            key = f"jobs/7/coldstart-{self._count:04d} backend.md"
+            self._s3.put_object(Bucket=BUCKET, Key=key, Body=self._ingest_body)
+            return self._write(target, ingest_event(self._templates[target], BUCKET, key, 1))
+        if target == "interview_results":
+            assert self.job_id is not None
+            event = with_json_body(self._templates[target], job_id=self.job_id)
+            return self._write(target, event)
+        return self._write(target, self._templates[target])
+
+
+def _first_job_id(url: str) -> int:
+    from sqlalchemy import text
+
+    engine = bench_db.engine_for(url)
+    try:
+        with engine.connect() as connection:
+            job_id = connection.execute(text("SELECT min(id) FROM jobs")).scalar_one()
+    finally:
+        engine.dispose()
+    if job_id is None:
+        raise RuntimeError("seeding ingested no job")
+    return int(job_id)
+
+
+def run(runs: int = 7, importtime: bool = True, log: Any = print) -> dict[str, Any]:
+    targets = (BASELINE, *FUNCTIONS)
+    url = bench_db.ensure_database(DATABASE, recreate=True)
+    samples: dict[str, list[dict[str, Any]]] = {target: [] for target in targets}
+    imports: dict[str, Any] = {}
+    with _services() as (s3_endpoint, titan_endpoint, s3), tempfile.TemporaryDirectory() as tmp:
+        s3.create_bucket(Bucket=BUCKET)
+        env = child_environment(url, s3_endpoint, titan_endpoint)
+        events = _Events(Path(tmp), s3)
+        _spawn("ingest_job", events.seed(), env)  # not timed: the data the others read
+        events.job_id = _first_job_id(url)
+        for target in targets:  # warm-up round (page cache, .pyc files): not counted
+            _spawn(target, events.for_target(target), env)
+        for round_index in range(runs):
+            for target in round_order(targets, round_index):
+                sample, _ = _spawn(target, events.for_target(target), env)
+                samples[target].append(sample)
+            log(f"  cold start round {round_index + 1}/{runs} done")
+        if importtime:
+            for target in targets:
+                _, stderr = _spawn(target, events.for_target(target), env, importtime=True)
+                entries = parse_importtime(stderr)
+                imports[target] = {
+                    "total_import_ms": round(
+                        sum(e.cumulative_us for e in entries if e.level == 0) / 1000, 1
+                    ),
+                    "top_cumulative": top_cumulative(entries),
+                    "self_by_package": self_time_by_package(entries),
+                }
+    summary = summarize(samples)
+    worst = max(summary[name]["ratio_to_baseline"] for name in FUNCTIONS)
+    return {
+        "runs": runs,
+        "method": (
+            "median over fresh processes of import app.py + first invocation (interpreter"
+            " start-up excluded); targets interleaved per round; real loopback services:"
+            " embedded PostgreSQL, moto S3 server, fake Titan at 0 ms; password auth"
+            " (DATABASE_URL), not IAM"
+        ),
+        "events": EVENT_FILES,
+        "goal_ratio": GOAL_RATIO,
+        "summary": summary,
+        "worst_ratio": worst,
+        "passed": worst <= GOAL_RATIO,
+        "importtime": imports,
+        "samples": samples,
+    }
+
+
+def print_table(result: Mapping[str, Any]) -> None:
+    print(
+        f"{'target':<18} {'median s':>9} {'import s':>9} {'invoke s':>9} {'ratio':>6}"
+        f" {'peak RSS MiB':>13}"
+    )
+    for target, row in result["summary"].items():
+        print(
+            f"{target:<18} {row['median_total_s']:>9.3f} {row['median_import_s']:>9.3f}"
+            f" {row['median_invoke_s']:>9.3f} {row['ratio_to_baseline']:>5.2f}x"
+            f" {row['peak_rss_mib']:>13.1f}"
+        )
+    print(f"worst ratio {result['worst_ratio']:.2f}x (goal <= {result['goal_ratio']}x)")
+    for target, found in result.get("importtime", {}).items():
+        top = ", ".join(f"{p['package']} {p['self_ms']:.0f}" for p in found["self_by_package"][:6])
+        print(f"  {target}: imports {found['total_import_ms']:.0f} ms; by package (ms): {top}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="fresh processes per target")
+    parser.add_argument("--quick", action="store_true", help="3 runs (smoke test)")
+    parser.add_argument("--no-importtime", action="store_true")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    result = run(runs=3 if args.quick else args.runs, importtime=not args.no_importtime)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    bench_db.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    RESULT_FILE.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print_table(result)
+    print(f"written to {RESULT_FILE.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
