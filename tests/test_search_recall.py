@@ -280,4 +280,3 @@ def test_unfiltered_search_returns_top_k_at_the_maximum(big_table, search_module
     assert status == 200
     assert len(body["results"]) == 100
     assert len({result["chunk_id"] for result in body["results"]}) == 100
-
