@@ -10,6 +10,7 @@ from __future__ import annotations
 import binascii
 import json
 import math
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -20,6 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -115,9 +117,36 @@ def _describe_validation(errors: Any) -> tuple[int, str, list[dict[str, Any]]]:
     return status, summary, details
 
 
+_FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+class JsonApiResolver(APIGatewayRestResolver):
+    """The APIs speak JSON only. A body sent as a form (``curl -d`` does so by default) is read
+    as JSON too, so a caller gets the JSON answer or a clear 400, not a field list of the form."""
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        headers = event.get("headers") or {}
+        if any(
+            name.lower() == "content-type" and str(value).lower().startswith(_FORM_CONTENT_TYPE)
+            for name, value in headers.items()
+        ):
+            event = {
+                **event,
+                "headers": {
+                    name: value for name, value in headers.items() if name.lower() != "content-type"
+                },
+                "multiValueHeaders": {
+                    name: value
+                    for name, value in (event.get("multiValueHeaders") or {}).items()
+                    if name.lower() != "content-type"
+                },
+            }
+        return super().resolve(event, context)
+
+
 def create_resolver() -> APIGatewayRestResolver:
-    """An ``APIGatewayRestResolver`` with pydantic validation and the shared error mapping."""
-    app = APIGatewayRestResolver(
+    """A JSON ``APIGatewayRestResolver`` with pydantic validation and the shared error mapping."""
+    app = JsonApiResolver(
         enable_validation=True,
         # NaN, Infinity and overflowing numbers are malformed JSON (400), never stored or echoed.
         json_body_deserializer=parse_json_strict,
