@@ -20,9 +20,9 @@ from typing import Any
 from ingest_job_events import ObjectChange, is_newer
 from ingest_job_extract import ExtractedJob
 from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
-from flex_shared.db import transaction
+from flex_shared.db import connection_transaction
 
 _COPY_CHUNKS = (
     "COPY job_chunks (job_id, chunk_index, chunk_text, embedding, company_id,"
@@ -84,9 +84,9 @@ class Outcome:
     chunks_written: int = 0
 
 
-def _state(session: Session, bucket: str, key: str, *, lock: bool) -> JobState | None:
+def _state(connection: Connection, bucket: str, key: str, *, lock: bool) -> JobState | None:
     sql = _SELECT_STATE + (" FOR UPDATE OF j" if lock else "")
-    row = session.execute(text(sql), {"bucket": bucket, "key": key}).first()
+    row = connection.execute(text(sql), {"bucket": bucket, "key": key}).first()
     if row is None:
         return None
     return JobState(
@@ -102,8 +102,8 @@ def _state(session: Session, bucket: str, key: str, *, lock: bool) -> JobState |
 
 def load_state(bucket: str, key: str) -> JobState | None:
     """What is stored for the key now (no lock: only to plan the slow work)."""
-    with transaction() as session:
-        return _state(session, bucket, key, lock=False)
+    with connection_transaction() as connection:
+        return _state(connection, bucket, key, lock=False)
 
 
 def _job_params(change: ObjectChange, job: ExtractedJob, version_id: str | None) -> dict[str, Any]:
@@ -131,12 +131,12 @@ def apply_upsert(
     newest. ``chunks`` may be None when the plan found the content unchanged; if the state
     moved meanwhile the answer is ``NEEDS_EMBEDDINGS`` and nothing is written."""
     params = _job_params(change, job, version_id)
-    with transaction() as session:
-        state = _state(session, change.bucket, change.key, lock=True)
+    with connection_transaction() as connection:
+        state = _state(connection, change.bucket, change.key, lock=True)
         if state is None:
             if chunks is None:
                 return Outcome(WriteResult.NEEDS_EMBEDDINGS)
-            job_id = session.execute(
+            job_id = connection.execute(
                 text(
                     """
                     INSERT INTO jobs (company_id, title, description, source_bucket, source_key,
@@ -151,10 +151,10 @@ def apply_upsert(
                 params,
             ).scalar()
             if job_id is not None:
-                copy_chunks(session, job_id, job.company_id, chunks)
+                copy_chunks(connection, job_id, job.company_id, chunks)
                 return Outcome(WriteResult.WRITTEN, job_id, len(chunks.texts))
             # Another delivery created the row first; its commit released it: lock it.
-            state = _state(session, change.bucket, change.key, lock=True)
+            state = _state(connection, change.bucket, change.key, lock=True)
             assert state is not None
 
         if not is_newer(change.sequencer, state.sequencer):
@@ -163,7 +163,7 @@ def apply_upsert(
         if chunks is None and not keep:
             return Outcome(WriteResult.NEEDS_EMBEDDINGS, state.job_id)
 
-        session.execute(
+        connection.execute(
             text(
                 """
                 UPDATE jobs SET company_id = :company_id, title = :title,
@@ -178,15 +178,15 @@ def apply_upsert(
         )
         if chunks is None:
             if state.company_id != job.company_id:  # the denormalised copy follows the job
-                session.execute(
+                connection.execute(
                     text("UPDATE job_chunks SET company_id = :company_id WHERE job_id = :job_id"),
                     {"company_id": job.company_id, "job_id": state.job_id},
                 )
             return Outcome(WriteResult.KEPT_CHUNKS, state.job_id)
-        session.execute(
+        connection.execute(
             text("DELETE FROM job_chunks WHERE job_id = :job_id"), {"job_id": state.job_id}
         )
-        copy_chunks(session, state.job_id, job.company_id, chunks)
+        copy_chunks(connection, state.job_id, job.company_id, chunks)
         return Outcome(WriteResult.WRITTEN, state.job_id, len(chunks.texts))
 
 
@@ -194,8 +194,8 @@ def apply_removal(change: ObjectChange) -> Outcome:
     """Take the key's job out of search: ``deleted_at`` set, chunks deleted. The job row
     stays (interview sessions reference it) and remembers the delete's sequencer, so a late
     older ``ObjectCreated`` changes nothing and a newer upload revives the same id."""
-    with transaction() as session:
-        state = _state(session, change.bucket, change.key, lock=True)
+    with connection_transaction() as connection:
+        state = _state(connection, change.bucket, change.key, lock=True)
         if state is None:
             return Outcome(WriteResult.NOTHING_TO_REMOVE)
         if not is_newer(change.sequencer, state.sequencer):
@@ -206,7 +206,7 @@ def apply_removal(change: ObjectChange) -> Outcome:
             and change.version_id != state.version_id
         ):
             return Outcome(WriteResult.OTHER_VERSION, state.job_id)
-        session.execute(
+        connection.execute(
             text(
                 """
                 UPDATE jobs SET deleted_at = COALESCE(deleted_at, timezone('utc', now())),
@@ -216,7 +216,7 @@ def apply_removal(change: ObjectChange) -> Outcome:
             ),
             {"sequencer": change.sequencer, "job_id": state.job_id},
         )
-        session.execute(
+        connection.execute(
             text("DELETE FROM job_chunks WHERE job_id = :job_id"), {"job_id": state.job_id}
         )
         return Outcome(WriteResult.REMOVED, state.job_id)
@@ -241,10 +241,10 @@ def copy_rows(job_id: int, company_id: int, chunks: EmbeddedChunks, first_index:
     return "".join(lines).encode("utf-8")
 
 
-def copy_into_job_chunks(session: Session, payload: bytes) -> None:
-    """COPY ``payload`` into job_chunks on the session's connection, inside its transaction
+def copy_into_job_chunks(connection: Connection, payload: bytes) -> None:
+    """COPY ``payload`` into job_chunks on ``connection``, inside its transaction
     (pg8000's ``executemany`` would send one INSERT per row)."""
-    driver_connection = session.connection().connection.driver_connection
+    driver_connection = connection.connection.driver_connection
     assert driver_connection is not None
     cursor = driver_connection.cursor()
     try:
@@ -253,6 +253,8 @@ def copy_into_job_chunks(session: Session, payload: bytes) -> None:
         cursor.close()
 
 
-def copy_chunks(session: Session, job_id: int, company_id: int, chunks: EmbeddedChunks) -> None:
+def copy_chunks(
+    connection: Connection, job_id: int, company_id: int, chunks: EmbeddedChunks
+) -> None:
     if chunks.texts:
-        copy_into_job_chunks(session, copy_rows(job_id, company_id, chunks))
+        copy_into_job_chunks(connection, copy_rows(job_id, company_id, chunks))

@@ -13,7 +13,7 @@ from search_embedding import query_vector_literal
 from search_store import ChunkFilter, ChunkHit, Metric, find_job, search_chunks
 
 from flex_shared.config import get_settings
-from flex_shared.db import transaction
+from flex_shared.db import connection_transaction
 from flex_shared.errors import DependencyUnavailable, FlexError, NotFound
 from flex_shared.schemas.search import JobResponse, SearchRequest, SearchResponse, SearchResult
 
@@ -62,9 +62,9 @@ def _result(metric: Metric, hit: ChunkHit) -> SearchResult:
 def search(request: SearchRequest) -> SearchResponse:
     """The ``min(top_k, matching)`` chunks nearest to the query, best first."""
     literal = _embed(request.query.strip())
-    with transaction() as session:
+    with connection_transaction() as connection:
         outcome = search_chunks(
-            session,
+            connection,
             literal,
             metric=request.metric,
             top_k=request.top_k,
@@ -82,8 +82,8 @@ def search(request: SearchRequest) -> SearchResponse:
 
 def read_job(job_id: int) -> JobResponse:
     """A job still in search, or ``NotFound``."""
-    with transaction() as session:
-        job = find_job(session, job_id)
+    with connection_transaction() as connection:
+        job = find_job(connection, job_id)
     if job is None:
         raise NotFound("job", job_id)
     return JobResponse(

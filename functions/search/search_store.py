@@ -26,13 +26,17 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from flex_shared.db import set_local
+
+if TYPE_CHECKING:
+    # The handler passes a Core Connection (sqlalchemy.orm is not imported on a cold start);
+    # tests and benchmarks may pass a Session: both execute the same SQL text.
+    from sqlalchemy.orm import Session
 
 Metric = Literal["cosine", "l2", "inner_product"]
 Strategy = Literal["index", "iterative_index", "exact", "index_then_exact"]
@@ -213,11 +217,11 @@ def use_index(session: Session | Connection, ef_search: int) -> None:
     set_locals(session, index_settings(ef_search))
 
 
-def _use_exact(session: Session) -> None:
+def _use_exact(session: Session | Connection) -> None:
     set_local(session, "enable_seqscan", "on")
 
 
-def estimated_matching(session: Session, chunk_filter: ChunkFilter) -> float:
+def estimated_matching(session: Session | Connection, chunk_filter: ChunkFilter) -> float:
     """The planner's estimate of the rows the filter keeps (no rows are read)."""
     plan = session.execute(
         text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM job_chunks AS jc WHERE {chunk_filter.sql()}"),
@@ -231,7 +235,7 @@ def estimated_matching(session: Session, chunk_filter: ChunkFilter) -> float:
 _vector_version: tuple[int, ...] | None = None
 
 
-def pgvector_version(session: Session) -> tuple[int, ...]:
+def pgvector_version(session: Session | Connection) -> tuple[int, ...]:
     """The installed pgvector version, read once per container."""
     global _vector_version
     if _vector_version is None:
@@ -247,7 +251,7 @@ def reset_pgvector_version() -> None:
     _vector_version = None
 
 
-def _run(session: Session, statement: Statement) -> list[ChunkHit]:
+def _run(session: Session | Connection, statement: Statement) -> list[ChunkHit]:
     rows = session.execute(text(statement.sql), statement.params).all()
     hits = []
     for row in rows:
@@ -264,14 +268,14 @@ def _candidates_for(top_k: int) -> int:
 
 
 def _exact(
-    session: Session, statement: Statement, strategy: Strategy, ef: int | None
+    session: Session | Connection, statement: Statement, strategy: Strategy, ef: int | None
 ) -> SearchOutcome:
     _use_exact(session)
     return SearchOutcome(_run(session, statement), strategy, ef)
 
 
 def search_chunks(
-    session: Session,
+    session: Session | Connection,
     query_literal: str,
     *,
     metric: Metric,
@@ -332,7 +336,7 @@ def search_chunks(
     return _exact(session, exact, "index_then_exact", ef)
 
 
-def find_job(session: Session, job_id: int) -> JobRecord | None:
+def find_job(session: Session | Connection, job_id: int) -> JobRecord | None:
     """A job still in search, with its chunk count; None when unknown or removed."""
     row = session.execute(
         text(
