@@ -66,6 +66,8 @@ INGEST_SAMPLE = "backend-engineer-en.md"
 RESULT_PREFIX = "COLDSTART_RESULT "
 BEGIN_MARKER = "COLDSTART_BEGIN"
 _IMPORTTIME_PREFIX = "import time:"
+# A Lambda-like sys.path (see lambda_site): installed once per requirements, reused.
+SITE_ROOT = REPO_ROOT / ".local" / "bench-lambda-site"
 
 
 # -- pure helpers (tested in tests/test_bench_coldstart.py) -----------------------------------
@@ -120,6 +122,30 @@ def self_time_by_package(entries: Iterable[ImportEntry], count: int = 8) -> list
     return [{"package": name, "self_ms": round(us / 1000, 1)} for name, us in ranked[:count]]
 
 
+def median_entries(runs: Sequence[Sequence[ImportEntry]]) -> list[ImportEntry]:
+    """One trace from several: per module, the median of its times over the runs (one
+    ``-X importtime`` run on a busy machine can pin a stall on any module)."""
+    by_key: dict[tuple[str, int], list[ImportEntry]] = defaultdict(list)
+    for entries in runs:
+        for entry in entries:
+            by_key[(entry.name, entry.level)].append(entry)
+    return [
+        ImportEntry(
+            name,
+            level=level,
+            self_us=int(statistics.median(e.self_us for e in found)),
+            cumulative_us=int(statistics.median(e.cumulative_us for e in found)),
+        )
+        for (name, level), found in by_key.items()
+    ]
+
+
+def split_target(target: str) -> tuple[str, str | None]:
+    """``search@before`` -> (``search``, ``before``): the same function from another tree."""
+    function, _, variant = target.partition("@")
+    return function, variant or None
+
+
 def parse_child_output(stdout: str) -> dict[str, Any]:
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
@@ -147,6 +173,7 @@ def with_json_body(template: Mapping[str, Any], **fields: Any) -> Any:
 
 def check_sample(target: str, sample: Mapping[str, Any]) -> None:
     """A cold start only counts when the invocation did its job."""
+    target, _ = split_target(target)
     if target == BASELINE:
         return
     if "status" in sample:
@@ -184,6 +211,24 @@ def summarize(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, A
     return summary
 
 
+def compare_variants(summary: Mapping[str, Mapping[str, Any]], variant: str) -> dict[str, Any]:
+    """Per function measured in both trees: its median now and in ``variant``, and the change."""
+    changes: dict[str, Any] = {}
+    for target, row in summary.items():
+        function, found = split_target(target)
+        if found != variant or function not in summary:
+            continue
+        before, after = row["median_total_s"], summary[function]["median_total_s"]
+        changes[function] = {
+            f"{variant}_s": before,
+            "now_s": after,
+            f"{variant}_ratio": row["ratio_to_baseline"],
+            "now_ratio": summary[function]["ratio_to_baseline"],
+            "change_percent": round((after - before) / before * 100, 1),
+        }
+    return changes
+
+
 def round_order(targets: Sequence[str], round_index: int) -> list[str]:
     """``targets`` rotated by ``round_index``: no target always runs first after a pause."""
     shift = round_index % len(targets)
@@ -191,6 +236,63 @@ def round_order(targets: Sequence[str], round_index: int) -> list[str]:
 
 
 # -- the run ----------------------------------------------------------------------------------
+
+
+def _pip_target(target: Path, arguments: Sequence[str]) -> None:
+    if (target / ".complete").exists():
+        return
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run(
+        [*pip, "--only-binary=:all:", "--target", str(target), *arguments],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    (target / ".complete").touch()
+
+
+def lambda_site(compare_tree: Path | None = None, variant: str = "") -> dict[str, list[str]]:
+    """Per target, the directories to put on ``sys.path`` (after the function's own) so that a
+    cold start imports what Lambda would find, and only that: the function's requirements, the
+    layer's requirements, the layer's source (so a change is measured without a rebuild) and
+    boto3 as the Lambda runtime provides it (same version as the tests use), in Lambda's order.
+    The project's virtualenv holds many more distributions (moto, pytest, pygments, ...), which
+    changes what some libraries import and how long metadata scans take.
+
+    Installed once per requirements content with pip (this machine's wheels; the deployed
+    arm64 build cannot run here) under .local/, then reused."""
+    import hashlib
+    import importlib.metadata
+
+    boto3_version = importlib.metadata.version("boto3")
+    requirement_files = [REPO_ROOT / "layers" / "shared" / "requirements.txt"] + [
+        REPO_ROOT / "functions" / name / "requirements.txt" for name in FUNCTIONS
+    ]
+    digest = hashlib.sha256(boto3_version.encode())
+    for path in requirement_files:
+        digest.update(path.read_bytes() if path.exists() else b"")
+    root = SITE_ROOT / digest.hexdigest()[:12]
+    runtime = root / "runtime"
+    _pip_target(runtime, [f"boto3=={boto3_version}"])
+    layer = root / "layer"
+    _pip_target(layer, ["-r", str(requirement_files[0])])
+    common = [str(layer), str(_LAYER), str(runtime)]
+    paths: dict[str, list[str]] = {BASELINE: [str(runtime)]}
+    for name in FUNCTIONS:
+        requirements = REPO_ROOT / "functions" / name / "requirements.txt"
+        own: list[str] = []
+        if requirements.exists() and requirements.read_text(encoding="utf-8").strip():
+            target = root / f"function-{name}"
+            # --no-deps as functions/migrate/Makefile: the rest comes from the layer
+            _pip_target(target, ["--no-deps", "-r", str(requirements)])
+            own = [str(target)]
+        paths[name] = own + common
+        if compare_tree is not None:
+            tree_layer = str(compare_tree / "layers" / "shared")
+            paths[f"{name}@{variant}"] = [
+                tree_layer if p == str(_LAYER) else p for p in paths[name]
+            ]
+    return paths
 
 
 def child_environment(database_url: str, s3_endpoint: str, titan_endpoint: str) -> dict[str, str]:
@@ -218,18 +320,31 @@ def child_environment(database_url: str, s3_endpoint: str, titan_endpoint: str) 
 
 
 def _spawn(
-    target: str, event_file: Path | None, env: Mapping[str, str], *, importtime: bool = False
+    target: str,
+    event_file: Path | None,
+    env: Mapping[str, str],
+    *,
+    site: Mapping[str, list[str]] | None = None,
+    trees: Mapping[str, Path] | None = None,
+    importtime: bool = False,
 ) -> tuple[dict[str, Any], str]:
     command = [sys.executable]
+    function, variant = split_target(target)
+    extra_env = {"POWERTOOLS_SERVICE_NAME": function} if function != BASELINE else {}
+    if variant is not None:
+        assert trees is not None
+        extra_env["COLDSTART_REPO_ROOT"] = str(trees[variant])
+    if site is not None:
+        command.append("-S")  # no site-packages: only what lambda_site() lists
+        extra_env["COLDSTART_PATH"] = os.pathsep.join(site[target])
     if importtime:
         command += ["-X", "importtime"]
-    command += [str(CHILD_SCRIPT), target]
+    command += [str(CHILD_SCRIPT), function]
     if event_file is not None:
         command.append(str(event_file))
-    service = {"POWERTOOLS_SERVICE_NAME": target} if target != BASELINE else {}
     completed = subprocess.run(
         command,
-        env={**env, **service},
+        env={**env, **extra_env},
         cwd=tempfile.gettempdir(),  # nothing of the checkout on sys.path by accident
         capture_output=True,
         text=True,
@@ -289,6 +404,7 @@ class _Events:
         return self._write("seed", {"Records": records})
 
     def for_target(self, target: str) -> Path | None:
+        target, _ = split_target(target)
         if target == BASELINE:
             return None
         if target == "ingest_job":
@@ -316,8 +432,43 @@ def _first_job_id(url: str) -> int:
     return int(job_id)
 
 
-def run(runs: int = 7, importtime: bool = True, log: Any = print) -> dict[str, Any]:
-    targets = (BASELINE, *FUNCTIONS)
+def _export_tree(revision: str, directory: Path) -> Path:
+    """The repository at ``revision`` (``git archive``), to measure against the working tree."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    return directory
+
+
+def run(
+    runs: int = 7,
+    importtime: bool = True,
+    lambda_like: bool = True,
+    compare_revision: str | None = None,
+    importtime_runs: int = 3,
+    log: Any = print,
+) -> dict[str, Any]:
+    targets: tuple[str, ...] = (BASELINE, *FUNCTIONS)
+    trees: dict[str, Path] = {}
+    scratch = tempfile.TemporaryDirectory()
+    if compare_revision is not None:
+        variant = "before"
+        trees[variant] = _export_tree(compare_revision, Path(scratch.name))
+        targets += tuple(f"{name}@{variant}" for name in FUNCTIONS)
+    site: dict[str, list[str]] | None = None
+    site_note = "the project's .venv (every dev dependency importable)"
+    if lambda_like:
+        try:
+            site = lambda_site(trees.get("before"), "before")
+            site_note = "Lambda-like: function + its requirements, layer, runtime boto3 only"
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = getattr(exc, "stderr", "") or str(exc)
+            site_note += f" (Lambda-like site could not be installed: {detail.strip()[-200:]})"
+            log(f"  {site_note}")
     url = bench_db.ensure_database(DATABASE, recreate=True)
     samples: dict[str, list[dict[str, Any]]] = {target: [] for target in targets}
     imports: dict[str, Any] = {}
@@ -325,28 +476,34 @@ def run(runs: int = 7, importtime: bool = True, log: Any = print) -> dict[str, A
         s3.create_bucket(Bucket=BUCKET)
         env = child_environment(url, s3_endpoint, titan_endpoint)
         events = _Events(Path(tmp), s3)
-        _spawn("ingest_job", events.seed(), env)  # not timed: the data the others read
+        # not timed: the data the others read
+        _spawn("ingest_job", events.seed(), env, site=site)
         events.job_id = _first_job_id(url)
         for target in targets:  # warm-up round (page cache, .pyc files): not counted
-            _spawn(target, events.for_target(target), env)
+            _spawn(target, events.for_target(target), env, site=site, trees=trees)
         for round_index in range(runs):
             for target in round_order(targets, round_index):
-                sample, _ = _spawn(target, events.for_target(target), env)
+                event = events.for_target(target)
+                sample, _ = _spawn(target, event, env, site=site, trees=trees)
                 samples[target].append(sample)
             log(f"  cold start round {round_index + 1}/{runs} done")
-        if importtime:
-            for target in targets:
-                _, stderr = _spawn(target, events.for_target(target), env, importtime=True)
-                entries = parse_importtime(stderr)
-                imports[target] = {
-                    "total_import_ms": round(
-                        sum(e.cumulative_us for e in entries if e.level == 0) / 1000, 1
-                    ),
-                    "top_cumulative": top_cumulative(entries),
-                    "self_by_package": self_time_by_package(entries),
-                }
+        for target in targets if importtime else ():
+            traces = []
+            for _ in range(importtime_runs):
+                event = events.for_target(target)
+                _, stderr = _spawn(target, event, env, site=site, trees=trees, importtime=True)
+                traces.append(parse_importtime(stderr))
+            entries = median_entries(traces)
+            imports[target] = {
+                "total_import_ms": round(
+                    sum(e.cumulative_us for e in entries if e.level == 0) / 1000, 1
+                ),
+                "top_cumulative": top_cumulative(entries),
+                "self_by_package": self_time_by_package(entries),
+            }
     summary = summarize(samples)
     worst = max(summary[name]["ratio_to_baseline"] for name in FUNCTIONS)
+    importtime_note = f"median of {importtime_runs} runs under -X importtime (slower than plain)"
     return {
         "runs": runs,
         "method": (
@@ -355,11 +512,15 @@ def run(runs: int = 7, importtime: bool = True, log: Any = print) -> dict[str, A
             " embedded PostgreSQL, moto S3 server, fake Titan at 0 ms; password auth"
             " (DATABASE_URL), not IAM"
         ),
+        "sys_path": site_note,
+        "importtime_method": importtime_note,
         "events": EVENT_FILES,
         "goal_ratio": GOAL_RATIO,
         "summary": summary,
         "worst_ratio": worst,
         "passed": worst <= GOAL_RATIO,
+        "compared_with": compare_revision,
+        "before_after": compare_variants(summary, "before") if compare_revision else {},
         "importtime": imports,
         "samples": samples,
     }
@@ -377,6 +538,12 @@ def print_table(result: Mapping[str, Any]) -> None:
             f" {row['peak_rss_mib']:>13.1f}"
         )
     print(f"worst ratio {result['worst_ratio']:.2f}x (goal <= {result['goal_ratio']}x)")
+    for function, change in result.get("before_after", {}).items():
+        print(
+            f"  {function}: {change['before_s']:.3f} s ({change['before_ratio']:.2f}x) at"
+            f" {result['compared_with']} -> {change['now_s']:.3f} s ({change['now_ratio']:.2f}x)"
+            f" now, {change['change_percent']:+.1f}%"
+        )
     for target, found in result.get("importtime", {}).items():
         top = ", ".join(f"{p['package']} {p['self_ms']:.0f}" for p in found["self_by_package"][:6])
         print(f"  {target}: imports {found['total_import_ms']:.0f} ms; by package (ms): {top}")
@@ -387,9 +554,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="fresh processes per target")
     parser.add_argument("--quick", action="store_true", help="3 runs (smoke test)")
     parser.add_argument("--no-importtime", action="store_true")
+    parser.add_argument(
+        "--venv", action="store_true", help="import from .venv instead of a Lambda-like sys.path"
+    )
+    parser.add_argument(
+        "--compare", metavar="REV", help="also measure the functions and layer as of git REV"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    result = run(runs=3 if args.quick else args.runs, importtime=not args.no_importtime)
+    result = run(
+        runs=3 if args.quick else args.runs,
+        importtime=not args.no_importtime,
+        lambda_like=not args.venv,
+        compare_revision=args.compare,
+    )
     result["seconds"] = round(time.perf_counter() - started, 1)
     bench_db.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     RESULT_FILE.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

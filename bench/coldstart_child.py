@@ -21,12 +21,14 @@ _started = time.perf_counter()
 
 import importlib.util  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# COLDSTART_REPO_ROOT: measure the functions of another checkout (before/after comparisons).
+REPO_ROOT = Path(os.environ.get("COLDSTART_REPO_ROOT") or Path(__file__).resolve().parents[1])
 RESULT_PREFIX = "COLDSTART_RESULT "
 BEGIN_MARKER = "COLDSTART_BEGIN"
 
@@ -44,7 +46,15 @@ class _Context:
         return 60_000
 
 
+def _extra_path() -> list[str]:
+    """``COLDSTART_PATH``: a Lambda-like sys.path after the function's directory (the layer,
+    the runtime's boto3), used with ``python -S``; unset, the virtualenv's site-packages."""
+    raw = os.environ.get("COLDSTART_PATH", "")
+    return [entry for entry in raw.split(os.pathsep) if entry]
+
+
 def _baseline() -> dict[str, Any]:
+    sys.path[:0] = _extra_path()
     import boto3
 
     imported = time.perf_counter()
@@ -55,7 +65,7 @@ def _baseline() -> dict[str, Any]:
 def _function(name: str, event_file: str) -> dict[str, Any]:
     function_dir = REPO_ROOT / "functions" / name
     # Lambda: the function's directory first, then the layer (/opt/python).
-    sys.path[:0] = [str(function_dir), str(REPO_ROOT / "layers" / "shared")]
+    sys.path[:0] = [str(function_dir), *(_extra_path() or [str(REPO_ROOT / "layers" / "shared")])]
     spec = importlib.util.spec_from_file_location(f"{name}_app", function_dir / "app.py")
     assert spec is not None
     assert spec.loader is not None
