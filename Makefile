@@ -23,7 +23,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/shared migrations tests
+	$(BIN)/mypy layers/shared migrations tests devtools bench
 	# One run per function: each app.py imports its siblings by bare name (as Lambda does), and
 	# every function has an app.py, so they cannot share one module namespace.
 	for dir in functions/*/; do MYPYPATH=$$dir $(BIN)/mypy $$dir || exit 1; done
