@@ -6,12 +6,12 @@ mistake is a 422 naming the field rather than a silently coerced query.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictInt, StrictStr, field_serializer, field_validator
+from pydantic import Field, StrictInt, StrictStr, field_validator
 
 from ..api import ApiModel
+from ..timeutil import UtcDatetime
 
 Metric = Literal["cosine", "l2", "inner_product"]
 
@@ -64,13 +64,5 @@ class JobResponse(ApiModel):
     title: str
     description: str
     chunk_count: int
-    created_at: datetime
-    updated_at: datetime
-
-    @field_serializer("created_at", "updated_at")
-    def _utc_iso8601(self, value: datetime) -> str:
-        # The columns are TIMESTAMP WITHOUT TIME ZONE holding UTC: say so on the wire, in the
-        # one shape every API uses (2024-05-01T12:34:56.123456Z).
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat(timespec="microseconds") + "Z"
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
