@@ -2,14 +2,18 @@
 
 Prints the unzipped size of the shared layer and of every function, and fails (exit 1) when the
 layer reaches the budget, when a package that must not be deployed slipped in (the Lambda runtime
-provides boto3; lxml/numpy are heavy extras), or when a packaged distribution's version differs
-from the one installed in the project's virtualenv, i.e. from what the tests ran with.
+provides boto3; lxml/numpy are heavy extras), when a packaged distribution's version differs
+from the one installed in the project's virtualenv, i.e. from what the tests ran with, or when a
+module (.py) has no precompiled bytecode of its exact source: Lambda's code directories are
+read-only, so without ``__pycache__/<name>.cpython-311.pyc`` (unchecked-hash, see
+devtools/lambda_build.mk) every cold start compiles it again.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -19,6 +23,12 @@ from pathlib import Path
 LAYER_BUDGET_BYTES = 40 * 1000 * 1000  # "under 40 MB unzipped", decimal megabytes to be safe
 FORBIDDEN_DISTRIBUTIONS = frozenset({"boto3", "botocore", "s3transfer", "lxml", "numpy"})
 _DIST_INFO = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+)\.dist-info$")
+# The python3.11 runtime's bytecode: its cache tag and magic number (the same for every 3.11.x).
+PYC_TAG = "cpython-311"
+PYC_MAGIC = (3495).to_bytes(2, "little") + b"\r\n"
+# The pyc header's flags word: bit 0 = hash-based, bit 1 = check the source. Unchecked-hash
+# pycs are used as they are; timestamp ones need the source's exact mtime, which zip loses.
+_UNCHECKED_HASH_FLAGS = 0b01
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,8 @@ class Artifact:
     name: str
     size_bytes: int
     distributions: dict[str, str]  # normalised name -> version
+    modules: int = 0  # .py files
+    without_bytecode: tuple[str, ...] = ()  # relative paths of .py without a matching pyc
 
 
 def normalise(name: str) -> str:
@@ -49,13 +61,43 @@ def packaged_distributions(root: Path) -> dict[str, str]:
     return found
 
 
+def has_matching_bytecode(source: Path) -> bool:
+    """Whether ``source`` has a python3.11 unchecked-hash pyc compiled from exactly its bytes
+    (an unchecked pyc of an older source would run the old code)."""
+    cached = source.parent / "__pycache__" / f"{source.stem}.{PYC_TAG}.pyc"
+    try:
+        with cached.open("rb") as pyc:
+            header = pyc.read(16)
+    except OSError:
+        return False
+    return (
+        len(header) == 16
+        and header[:4] == PYC_MAGIC
+        and int.from_bytes(header[4:8], "little") == _UNCHECKED_HASH_FLAGS
+        and header[8:16] == importlib.util.source_hash(source.read_bytes())
+    )
+
+
+def modules_without_bytecode(root: Path) -> tuple[int, tuple[str, ...]]:
+    """How many .py files ``root`` holds, and those without matching bytecode."""
+    sources = sorted(root.rglob("*.py"))
+    missing = tuple(
+        str(source.relative_to(root)) for source in sources if not has_matching_bytecode(source)
+    )
+    return len(sources), missing
+
+
 def scan(build_dir: Path) -> list[Artifact]:
     """Every artifact directory of a SAM build (layers and functions), sorted by name."""
-    return [
-        Artifact(path.name, tree_size(path), packaged_distributions(path))
-        for path in sorted(build_dir.iterdir())
-        if path.is_dir()
-    ]
+    artifacts = []
+    for path in sorted(build_dir.iterdir()):
+        if path.is_dir():
+            modules, missing = modules_without_bytecode(path)
+            artifact = Artifact(
+                path.name, tree_size(path), packaged_distributions(path), modules, missing
+            )
+            artifacts.append(artifact)
+    return artifacts
 
 
 def installed_version(name: str) -> str | None:
@@ -81,6 +123,13 @@ def problems(
                     f"{layer_name} is {artifact.size_bytes / 1e6:.1f} MB unzipped,"
                     f" over the {budget_bytes / 1e6:.0f} MB budget"
                 )
+        if artifact.without_bytecode:
+            examples = ", ".join(artifact.without_bytecode[:3])
+            found.append(
+                f"{artifact.name}: {len(artifact.without_bytecode)} of {artifact.modules} modules"
+                f" without an unchecked-hash {PYC_TAG}.pyc of their source (e.g. {examples}):"
+                " build with BuildMethod: makefile and devtools/lambda_build.mk"
+            )
         for name, version in sorted(artifact.distributions.items()):
             if name in FORBIDDEN_DISTRIBUTIONS:
                 found.append(f"{artifact.name} packages {name} {version}: must not be deployed")
@@ -97,10 +146,11 @@ def problems(
 
 
 def render(artifacts: Iterable[Artifact]) -> str:
-    lines = [f"{'artifact':<28} {'unzipped':>12} {'MB':>8}"]
+    lines = [f"{'artifact':<28} {'unzipped':>12} {'MB':>8} {'.py':>6} {'no pyc':>7}"]
     for artifact in artifacts:
         lines.append(
             f"{artifact.name:<28} {artifact.size_bytes:>12,} {artifact.size_bytes / 1e6:>8.2f}"
+            f" {artifact.modules:>6} {len(artifact.without_bytecode):>7}"
         )
     return "\n".join(lines)
 
@@ -119,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     for problem in found:
         print(f"FAIL: {problem}", file=sys.stderr)
     if not found:
-        print(f"OK: {args.layer} under {LAYER_BUDGET_BYTES / 1e6:.0f} MB; versions match .venv")
+        print(
+            f"OK: {args.layer} under {LAYER_BUDGET_BYTES / 1e6:.0f} MB; versions match .venv;"
+            f" every module has its unchecked-hash {PYC_TAG}.pyc"
+        )
     return 1 if found else 0
 
 

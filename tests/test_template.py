@@ -163,14 +163,31 @@ def test_the_four_functions_of_the_spec_share_runtime_architecture_and_layer(
 
 def test_the_layer_is_built_by_sam_from_its_package_root(template: dict[str, Any]) -> None:
     layer = template["Resources"]["SharedLayer"]
-    assert layer["Metadata"] == {"BuildMethod": "python3.11", "BuildArchitecture": "arm64"}
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
     content = REPO_ROOT / layer["Properties"]["ContentUri"]
-    # SAM copies ContentUri into python/: the package must sit at its root, not in python/.
+    # Its Makefile puts the package and the requirements under python/ (precompiled bytecode).
+    makefile = (content / "Makefile").read_text()
+    assert "build-SharedLayer:" in makefile
+    assert "$(ARTIFACTS_DIR)/python" in makefile
     assert (content / "flex_shared" / "__init__.py").is_file()
     assert (content / "requirements.txt").is_file()
     assert not (content / "python").exists()
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
+
+
+def test_every_artifact_is_built_with_precompiled_bytecode(template: dict[str, Any]) -> None:
+    # Lambda's code directories are read-only: without shipped .pyc files every cold start
+    # compiles every module again. devtools/lambda_build.mk compiles them (make layer-size checks).
+    built = {**functions_of(template), **resources_of(template, "AWS::Serverless::LayerVersion")}
+    for name, resource in built.items():
+        assert resource["Metadata"]["BuildMethod"] == "makefile", name
+        properties = resource["Properties"]
+        code = REPO_ROOT / (properties.get("CodeUri") or properties["ContentUri"])
+        makefile = (code / "Makefile").read_text()
+        assert f"build-{name}:" in makefile, name
+        assert "include $(REPO_ROOT)/devtools/lambda_build.mk" in makefile, name
+        assert "$(call lambda_finish," in makefile, name
 
 
 def test_layer_requirements_leave_out_what_the_runtime_has_and_heavy_extras() -> None:

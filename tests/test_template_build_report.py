@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import py_compile
 from pathlib import Path
 
 import pytest
@@ -70,4 +72,57 @@ def test_a_missing_build_is_reported(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "SearchFunction").mkdir()
     assert report.problems(report.scan(tmp_path), "SharedLayer", 10, ran_with_version) == [
         "no SharedLayer in the build: run sam build first"
+    ]
+
+
+def compile_unchecked(source: Path) -> None:
+    py_compile.compile(
+        str(source),
+        cfile=str(source.parent / "__pycache__" / f"{source.stem}.cpython-311.pyc"),
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        doraise=True,
+    )
+
+
+def test_the_report_knows_the_python311_runtimes_bytecode() -> None:
+    # The tests run on the runtime's CPython minor: its magic number is the one we check for.
+    assert report.PYC_MAGIC == importlib.util.MAGIC_NUMBER
+
+
+def test_modules_with_unchecked_hash_bytecode_of_their_source_pass(build_dir: Path) -> None:
+    module = build_dir / "SearchFunction" / "app.py"
+    module.write_text("ANSWER = 42\n")
+    compile_unchecked(module)
+
+    artifacts = report.scan(build_dir)
+
+    search = next(a for a in artifacts if a.name == "SearchFunction")
+    assert (search.modules, search.without_bytecode) == (1, ())
+    assert report.problems(artifacts, "SharedLayer", 10_000, ran_with_version) == []
+
+
+@pytest.mark.parametrize("defect", ["no pyc", "timestamp pyc", "pyc of an older source"])
+def test_a_module_the_runtime_would_compile_again_or_run_stale_fails(
+    build_dir: Path, defect: str
+) -> None:
+    module = build_dir / "SharedLayer" / "python" / "flex_shared" / "db.py"
+    module.parent.mkdir()
+    module.write_text("ENGINE = None\n")
+    if defect == "timestamp pyc":
+        py_compile.compile(
+            str(module),
+            cfile=str(module.parent / "__pycache__" / "db.cpython-311.pyc"),
+            invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP,
+            doraise=True,
+        )
+    elif defect == "pyc of an older source":
+        compile_unchecked(module)
+        module.write_text("ENGINE = 'changed after the build'\n")
+
+    found = report.problems(report.scan(build_dir), "SharedLayer", 10_000, ran_with_version)
+
+    assert found == [
+        "SharedLayer: 1 of 1 modules without an unchecked-hash cpython-311.pyc of their source"
+        " (e.g. python/flex_shared/db.py): build with BuildMethod: makefile and"
+        " devtools/lambda_build.mk"
     ]
