@@ -8,7 +8,7 @@ run never stops the server under a running benchmark.
     from bench import bench_db
     url = bench_db.ensure_database("bench_search")      # create + migrate if missing
     engine = bench_db.engine_for(url)
-    with bench_db.layer_configured(url): ...            # DATABASE_URL for the handlers
+    with devtools.layer_env.layer_configured(url): ...  # DATABASE_URL for the handlers
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT / "layers" / "shared") not in sys.path:  # `python -m bench.x` from a checkout
     sys.path.insert(0, str(REPO_ROOT / "layers" / "shared"))
 
-from flex_shared import config, db  # noqa: E402
+from flex_shared import db  # noqa: E402
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -111,21 +109,3 @@ def ensure_database(name: str, *, recreate: bool = False) -> str:
         admin.dispose()
     migrate(url)
     return url
-
-
-@contextmanager
-def layer_configured(url: str) -> Iterator[None]:
-    """Point the layer (``DATABASE_URL``, settings, engine) at ``url`` for the duration."""
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    config.reset_settings()
-    db.reset_engine()
-    try:
-        yield
-    finally:
-        db.reset_engine()
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
-        config.reset_settings()

@@ -37,6 +37,7 @@ if str(_LAYER) not in sys.path:
     sys.path.insert(0, str(_LAYER))
 
 from bench import bench_db  # noqa: E402
+from devtools.layer_env import layer_configured  # noqa: E402
 from flex_shared import config, db  # noqa: E402
 from flex_shared.chunking import chunk_text  # noqa: E402
 from flex_shared.embeddings import get_embedder, reset_embedder  # noqa: E402
@@ -358,7 +359,7 @@ def run(
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    with bench_db.layer_configured(url), _environment(**env), mock_aws():
+    with layer_configured(url), _environment(**env), mock_aws():
         import boto3
 
         app = _load_handler()

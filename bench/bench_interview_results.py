@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import bench_db
+from devtools.layer_env import layer_configured
 
 FUNCTION_DIR = bench_db.REPO_ROOT / "functions" / "interview_results"
 
@@ -97,7 +98,7 @@ def main() -> None:
     timings: dict[str, list[float]] = {}
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "interview_results")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # one "result saved" per post
-    with bench_db.layer_configured(url):
+    with layer_configured(url):
         app = _load_app()
 
         def call(route: str, event: dict[str, Any], expect: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from pgvector import Vector
 
 from bench import bench_db
 from bench.bench_search_data import Corpus, build, exact_top_k
+from devtools.layer_env import layer_configured
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT_FILE = bench_db.RESULTS_DIR / "search.json"
@@ -142,7 +143,7 @@ def run(
     os.environ.setdefault("EMBEDDING_PROVIDER", "local")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "bench")
-    with bench_db.layer_configured(url):
+    with layer_configured(url):
         from sqlalchemy import text
         from sqlalchemy.orm import Session
 

@@ -42,7 +42,8 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import Engine, make_url  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from flex_shared import config, db  # noqa: E402
+from devtools.layer_env import layer_configured as configured_database  # noqa: E402
+from flex_shared import db  # noqa: E402
 
 ALL_TABLES = ("interview_results", "interview_sessions", "questions", "job_chunks", "jobs")
 
@@ -77,24 +78,6 @@ def fresh_database() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-@contextmanager
-def configured_database(url: str) -> Iterator[None]:
-    """Point the layer's configuration (DATABASE_URL) at ``url`` for the duration."""
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    config.reset_settings()
-    db.reset_engine()
-    try:
-        yield
-    finally:
-        db.reset_engine()
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
-        config.reset_settings()
 
 
 @pytest.fixture(scope="session")

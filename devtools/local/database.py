@@ -93,27 +93,14 @@ def ensure_database(admin_url: str, name: str) -> str:
 
 def migrate_to_head(repo_root: Path, database_url: str) -> str | None:
     """``alembic upgrade head`` on ``database_url``; returns the revision reached."""
-    import os
-
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
 
-    from flex_shared import config as layer_config
+    from devtools.layer_env import layer_configured
     from flex_shared import db
 
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = database_url
-    layer_config.reset_settings()
-    db.reset_engine()
-    try:
+    with layer_configured(database_url):
         command.upgrade(Config(str(repo_root / "alembic.ini")), "head")
         with db.get_engine().connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
-    finally:
-        db.reset_engine()
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
-        layer_config.reset_settings()
