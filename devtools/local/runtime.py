@@ -192,6 +192,16 @@ class FunctionRunner:
         finally:
             os.environ.clear()
             os.environ.update(saved)
+            # Settings read inside belong to the function's environment, not the restored one.
+            self._forget_settings()
+
+    @staticmethod
+    def _forget_settings() -> None:
+        try:
+            from flex_shared import config
+        except ImportError:
+            return
+        config.reset_settings()
 
     def _refresh_layer_state(self) -> None:
         """Settings are cached per container; functions differ in their environment."""

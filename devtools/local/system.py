@@ -253,10 +253,13 @@ class LocalSystem:
 
 def _dispose_engine() -> None:
     try:
-        from flex_shared import db
+        from flex_shared import config, db
     except ImportError:
         return
     db.reset_engine()
+    # The cached settings name this system's database: forget them with it, so whatever uses
+    # the layer next in this process (tests) reads its own environment again.
+    config.reset_settings()
 
 
 def swagger_page(spec_json: str) -> str:
