@@ -10,7 +10,17 @@ by round (their order rotating), so a burst of load from elsewhere on the machin
 them; the report gives medians and each function's ratio to the baseline (goal <= 1.5x).
 One more run per target under ``python -X importtime`` says what dominates.
 
-    python -m bench.bench_coldstart [--runs 7] [--quick]
+Code directories as deployed (the default): on Lambda /var/task and /opt are read-only, so
+CPython can neither write nor refresh bytecode caches there; a module without a shipped .pyc is
+compiled from source at every cold start. The children therefore run with
+PYTHONDONTWRITEBYTECODE=1 against a copy of what ``sam build`` packages (the function's modules
+and requirements in one directory, the layer's requirements + flex_shared in another), compiled
+as devtools/lambda_build.mk does (unchecked-hash .pyc). ``--no-pyc-too`` also measures the same
+copy without any .pyc (``function@no-pyc``: what the builds shipped before). The baseline's
+boto3 keeps its .pyc, as the Lambda runtime's does. ``--writable`` instead imports from the
+installed directories, whose .pyc the first run writes and later runs reuse.
+
+    python -m bench.bench_coldstart [--runs 7] [--quick] [--no-pyc-too] [--writable]
 
 Prints a table and writes bench/results/coldstart.json; ``run()`` returns the same dict.
 """
@@ -22,6 +32,7 @@ import copy
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -68,6 +79,10 @@ BEGIN_MARKER = "COLDSTART_BEGIN"
 _IMPORTTIME_PREFIX = "import time:"
 # A Lambda-like sys.path (see lambda_site): installed once per requirements, reused.
 SITE_ROOT = REPO_ROOT / ".local" / "bench-lambda-site"
+NO_PYC = "no-pyc"  # variant: the deployed code without any .pyc
+# As devtools/lambda_build.mk compiles what sam build ships.
+COMPILE_UNCHECKED_HASH: tuple[str, ...] = (sys.executable, "-m", "compileall", "-q", "-f")
+COMPILE_UNCHECKED_HASH += ("-j", "0", "--invalidation-mode", "unchecked-hash")
 
 
 # -- pure helpers (tested in tests/test_bench_coldstart.py) -----------------------------------
@@ -295,6 +310,62 @@ def lambda_site(compare_tree: Path | None = None, variant: str = "") -> dict[str
     return paths
 
 
+def _copy_without_bytecode(source: Path, destination: Path) -> None:
+    shutil.copytree(
+        source,
+        destination,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".complete"),
+        dirs_exist_ok=True,
+    )
+
+
+def deployed_code(
+    tree: Path,
+    site: Mapping[str, Sequence[str]],
+    suffix: str,
+    destination: Path,
+    *,
+    compiled: bool,
+) -> tuple[Path, dict[str, list[str]]]:
+    """A copy of what ``sam build`` packages, from ``tree``'s functions and ``site``'s
+    installed requirements (``lambda_site()``): per function one directory with its modules,
+    its requirements (and migrations/ for migrate), as /var/task; one directory with the
+    layer's requirements and flex_shared, as /opt/python. No .pyc at all, or (``compiled``)
+    unchecked-hash .pyc for every module, as devtools/lambda_build.mk ships them.
+
+    Returns the root to use as the child's ``COLDSTART_REPO_ROOT`` and, per target
+    (``function + suffix``), the directories that follow the function's on ``sys.path``."""
+    from devtools.sam_build_report import modules_without_bytecode
+
+    layer_out = destination / "opt" / "python"
+    paths: dict[str, list[str]] = {}
+    for name in FUNCTIONS:
+        entries = list(site[name + suffix])
+        own, (layer_site, layer_source, runtime) = entries[:-3], entries[-3:]
+        if not layer_out.exists():
+            _copy_without_bytecode(Path(layer_site), layer_out)
+            _copy_without_bytecode(Path(layer_source) / "flex_shared", layer_out / "flex_shared")
+        function_out = destination / "functions" / name
+        function_out.mkdir(parents=True)
+        for module in (tree / "functions" / name).glob("*.py"):
+            shutil.copy2(module, function_out)
+        for requirements in own:
+            _copy_without_bytecode(Path(requirements), function_out)
+        if name == "migrate":
+            _copy_without_bytecode(tree / "migrations", function_out / "migrations")
+        paths[name + suffix] = [str(layer_out), runtime]
+    if compiled:
+        subprocess.run(
+            [*COMPILE_UNCHECKED_HASH, str(destination)],
+            check=True,
+            capture_output=True,
+        )
+    modules, missing = modules_without_bytecode(destination)
+    if len(missing) != (0 if compiled else modules):
+        raise RuntimeError(f"{destination}: {len(missing)} of {modules} modules without .pyc")
+    return destination, paths
+
+
 def child_environment(database_url: str, s3_endpoint: str, titan_endpoint: str) -> dict[str, str]:
     """What a deployed function sees (template.yaml Globals), pointed at loopback services."""
     env = {
@@ -325,15 +396,16 @@ def _spawn(
     env: Mapping[str, str],
     *,
     site: Mapping[str, list[str]] | None = None,
-    trees: Mapping[str, Path] | None = None,
+    trees: Mapping[str | None, Path] | None = None,
     importtime: bool = False,
 ) -> tuple[dict[str, Any], str]:
     command = [sys.executable]
     function, variant = split_target(target)
     extra_env = {"POWERTOOLS_SERVICE_NAME": function} if function != BASELINE else {}
-    if variant is not None:
-        assert trees is not None
+    if function != BASELINE and trees and variant in trees:
         extra_env["COLDSTART_REPO_ROOT"] = str(trees[variant])
+    elif variant is not None:
+        raise ValueError(f"no tree for {target}")
     if site is not None:
         command.append("-S")  # no site-packages: only what lambda_site() lists
         extra_env["COLDSTART_PATH"] = os.pathsep.join(site[target])
@@ -451,16 +523,21 @@ def run(
     compare_revision: str | None = None,
     importtime_runs: int = 3,
     log: Any = print,
+    read_only: bool = True,
+    no_pyc_too: bool = False,
 ) -> dict[str, Any]:
     targets: tuple[str, ...] = (BASELINE, *FUNCTIONS)
-    trees: dict[str, Path] = {}
+    trees: dict[str | None, Path] = {}
     scratch = tempfile.TemporaryDirectory()
+    scratch_dir = Path(scratch.name)
     if compare_revision is not None:
         variant = "before"
-        trees[variant] = _export_tree(compare_revision, Path(scratch.name))
+        trees[variant] = _export_tree(compare_revision, scratch_dir / "before-tree")
         targets += tuple(f"{name}@{variant}" for name in FUNCTIONS)
     site: dict[str, list[str]] | None = None
     site_note = "the project's .venv (every dev dependency importable)"
+    code_note = "writable: .pyc written by the first run, reused by later ones"
+    read_only = read_only and lambda_like
     if lambda_like:
         try:
             site = lambda_site(trees.get("before"), "before")
@@ -469,15 +546,41 @@ def run(
             detail = getattr(exc, "stderr", "") or str(exc)
             site_note += f" (Lambda-like site could not be installed: {detail.strip()[-200:]})"
             log(f"  {site_note}")
+            read_only = False
+    if read_only and site is not None:
+        installed = dict(site)
+        trees[None], deployed = deployed_code(
+            REPO_ROOT, installed, "", scratch_dir / "pyc", compiled=True
+        )
+        site.update(deployed)
+        if "before" in trees:
+            trees["before"], deployed = deployed_code(
+                trees["before"], installed, "@before", scratch_dir / "before-pyc", compiled=True
+            )
+            site.update(deployed)
+        if no_pyc_too:
+            trees[NO_PYC], deployed = deployed_code(
+                REPO_ROOT, installed, "", scratch_dir / NO_PYC, compiled=False
+            )
+            site.update({f"{name}@{NO_PYC}": path for name, path in deployed.items()})
+            targets += tuple(f"{name}@{NO_PYC}" for name in FUNCTIONS)
+        code_note = (
+            "read-only as on Lambda (PYTHONDONTWRITEBYTECODE=1) on a copy of the deployed"
+            " packages with unchecked-hash .pyc as sam build ships them"
+            + (f"; @{NO_PYC}: the same without any .pyc" if no_pyc_too else "")
+            + "; baseline boto3 with its .pyc"
+        )
     url = bench_db.ensure_database(DATABASE, recreate=True)
     samples: dict[str, list[dict[str, Any]]] = {target: [] for target in targets}
     imports: dict[str, Any] = {}
     with _services() as (s3_endpoint, titan_endpoint, s3), tempfile.TemporaryDirectory() as tmp:
         s3.create_bucket(Bucket=BUCKET)
         env = child_environment(url, s3_endpoint, titan_endpoint)
+        if read_only:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
         events = _Events(Path(tmp), s3)
         # not timed: the data the others read
-        _spawn("ingest_job", events.seed(), env, site=site)
+        _spawn("ingest_job", events.seed(), env, site=site, trees=trees)
         events.job_id = _first_job_id(url)
         for target in targets:  # warm-up round (page cache, .pyc files): not counted
             _spawn(target, events.for_target(target), env, site=site, trees=trees)
@@ -487,7 +590,9 @@ def run(
                 sample, _ = _spawn(target, event, env, site=site, trees=trees)
                 samples[target].append(sample)
             log(f"  cold start round {round_index + 1}/{runs} done")
-        for target in targets if importtime else ():
+        # the variant without .pyc is measured for its total only
+        traced = [t for t in targets if split_target(t)[1] != NO_PYC] if importtime else []
+        for target in traced:
             traces = []
             for _ in range(importtime_runs):
                 event = events.for_target(target)
@@ -513,6 +618,7 @@ def run(
             " (DATABASE_URL), not IAM"
         ),
         "sys_path": site_note,
+        "code_dirs": code_note,
         "importtime_method": importtime_note,
         "events": EVENT_FILES,
         "goal_ratio": GOAL_RATIO,
@@ -521,6 +627,7 @@ def run(
         "passed": worst <= GOAL_RATIO,
         "compared_with": compare_revision,
         "before_after": compare_variants(summary, "before") if compare_revision else {},
+        "bytecode": compare_variants(summary, NO_PYC) if NO_PYC in trees else {},
         "importtime": imports,
         "samples": samples,
     }
@@ -528,12 +635,12 @@ def run(
 
 def print_table(result: Mapping[str, Any]) -> None:
     print(
-        f"{'target':<18} {'median s':>9} {'import s':>9} {'invoke s':>9} {'ratio':>6}"
+        f"{'target':<26} {'median s':>9} {'import s':>9} {'invoke s':>9} {'ratio':>6}"
         f" {'peak RSS MiB':>13}"
     )
     for target, row in result["summary"].items():
         print(
-            f"{target:<18} {row['median_total_s']:>9.3f} {row['median_import_s']:>9.3f}"
+            f"{target:<26} {row['median_total_s']:>9.3f} {row['median_import_s']:>9.3f}"
             f" {row['median_invoke_s']:>9.3f} {row['ratio_to_baseline']:>5.2f}x"
             f" {row['peak_rss_mib']:>13.1f}"
         )
@@ -544,6 +651,13 @@ def print_table(result: Mapping[str, Any]) -> None:
             f" {result['compared_with']} -> {change['now_s']:.3f} s ({change['now_ratio']:.2f}x)"
             f" now, {change['change_percent']:+.1f}%"
         )
+    for function, change in result.get("bytecode", {}).items():
+        print(
+            f"  {function}: {change[f'{NO_PYC}_s']:.3f} s ({change[f'{NO_PYC}_ratio']:.2f}x)"
+            f" without .pyc -> {change['now_s']:.3f} s ({change['now_ratio']:.2f}x) with,"
+            f" {change['change_percent']:+.1f}%"
+        )
+    print(f"code directories: {result.get('code_dirs')}")
     for target, found in result.get("importtime", {}).items():
         top = ", ".join(f"{p['package']} {p['self_ms']:.0f}" for p in found["self_by_package"][:6])
         print(f"  {target}: imports {found['total_import_ms']:.0f} ms; by package (ms): {top}")
@@ -560,6 +674,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compare", metavar="REV", help="also measure the functions and layer as of git REV"
     )
+    parser.add_argument(
+        "--no-pyc-too",
+        action="store_true",
+        help="also measure the deployed code without any .pyc (function@no-pyc)",
+    )
+    parser.add_argument(
+        "--writable",
+        action="store_true",
+        help="import from the installed directories, .pyc cached between runs (not as on Lambda)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     result = run(
@@ -567,6 +691,8 @@ def main(argv: list[str] | None = None) -> int:
         importtime=not args.no_importtime,
         lambda_like=not args.venv,
         compare_revision=args.compare,
+        read_only=not args.writable,
+        no_pyc_too=args.no_pyc_too,
     )
     result["seconds"] = round(time.perf_counter() - started, 1)
     bench_db.RESULTS_DIR.mkdir(parents=True, exist_ok=True)

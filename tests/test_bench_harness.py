@@ -14,6 +14,7 @@ from urllib.parse import unquote_plus
 import pytest
 
 from bench import bench_coldstart, bench_size, run_all
+from devtools import sam_build_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -227,3 +228,45 @@ def test_report_table_keeps_going_past_a_failed_or_reshaped_benchmark() -> None:
     assert rows[-1][0] == "memory"  # memory rows gathered at the end
     assert ("ingestion", "handler / COPY", "?", ">= 0.5x") in rows  # "?" for what is missing
     assert text.splitlines()[0].split() == ["area", "measure", "value", "goal"]
+
+
+def fake_installed_site(root: Path) -> dict[str, list[str]]:
+    """lambda_site()'s shape: per function its requirements (if any), the layer's requirements,
+    the layer's source, the runtime's boto3."""
+    layer_site, layer_source, runtime = root / "layer", root / "layer-src", root / "runtime"
+    (layer_site / "sqlalchemy").mkdir(parents=True)
+    (layer_site / "sqlalchemy" / "__init__.py").write_text("VERSION = 1\n")
+    (layer_source / "flex_shared").mkdir(parents=True)
+    (layer_source / "flex_shared" / "__init__.py").write_text("NAME = 'flex'\n")
+    (layer_source / "flex_shared" / "__pycache__").mkdir()
+    (layer_source / "flex_shared" / "__pycache__" / "stale.cpython-311.pyc").write_bytes(b"x")
+    runtime.mkdir()
+    site = {}
+    for name in bench_coldstart.FUNCTIONS:
+        own = root / f"function-{name}"
+        (own / "pypdf").mkdir(parents=True)
+        (own / "pypdf" / "__init__.py").write_text("PAGES = 0\n")
+        site[name] = [str(own), str(layer_site), str(layer_source), str(runtime)]
+    return site
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_deployed_code_is_laid_out_as_sam_build_ships_it(tmp_path: Path, compiled: bool) -> None:
+    site = fake_installed_site(tmp_path / "site")
+    destination = tmp_path / "deployed"
+
+    root, paths = bench_coldstart.deployed_code(REPO_ROOT, site, "", destination, compiled=compiled)
+
+    search = root / "functions" / "search"
+    assert (search / "app.py").is_file()
+    assert (search / "pypdf" / "__init__.py").is_file()  # its requirements beside app.py
+    assert (root / "functions" / "migrate" / "migrations" / "env.py").is_file()
+    layer = Path(paths["search"][0])
+    assert (layer / "sqlalchemy" / "__init__.py").is_file()
+    assert (layer / "flex_shared" / "__init__.py").is_file()
+    assert paths["search"][1] == site["search"][-1]  # the runtime's boto3 last
+    modules, missing = sam_build_report.modules_without_bytecode(root)
+    assert modules > 0
+    assert len(missing) == (0 if compiled else modules)
+    if not compiled:
+        assert not list(root.rglob("*.pyc"))  # not even a stale one from the source tree
