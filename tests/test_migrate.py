@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import text
 
+from devtools.layer_env import layer_configured as configured_database
 from flex_shared import config, db
-from tests.conftest import EVENTS_DIR, REPO_ROOT, configured_database, fresh_database
+from tests.conftest import EVENTS_DIR, REPO_ROOT, fresh_database
 
 UNREACHABLE_DATABASE = "postgresql://flex@127.0.0.1:1/nowhere?connect_timeout=2"
 SEED_TABLES = {"jobs", "job_chunks", "interview_sessions", "interview_results", "questions"}

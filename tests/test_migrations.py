@@ -6,9 +6,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
+from devtools.layer_env import layer_configured as configured_database
 from flex_shared import db
 from flex_shared.models import Base
-from tests.conftest import configured_database, fresh_database, run_alembic
+from tests.conftest import fresh_database, run_alembic
 
 
 def public_objects() -> tuple[set[str], set[str]]:
