@@ -144,6 +144,12 @@ def read_questions(
             f"unknown query parameter(s) {', '.join(unknown)} (allowed: {allowed})",
             details=[{"field": name, "message": "unknown query parameter"} for name in unknown],
         )
+    if question_type is not None and "\x00" in question_type:
+        # PostgreSQL text cannot hold NUL: no question has it, and the driver would fail.
+        raise InvalidInput(
+            "question_type must not contain the NUL character (%00)",
+            details=[{"field": "question_type", "message": "must not contain NUL"}],
+        )
     with transaction() as session:
         questions, next_after_id = list_questions(
             session, job_id=job_id, question_type=question_type, limit=limit, after_id=after_id

@@ -10,6 +10,7 @@ from __future__ import annotations
 import binascii
 import json
 import math
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -54,13 +55,34 @@ def _finite_float(token: str) -> float:
     return value
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""After decoding, a paired escape (``"\\ud83d\\ude00"``) is one code point: any surrogate
+left is unpaired."""
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(
+            _holds_lone_surrogate(key) or _holds_lone_surrogate(item) for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return any(_holds_lone_surrogate(item) for item in value)
+    return False
+
+
 def parse_json_strict(raw: str) -> Any:
-    """``json.loads`` without Python's NaN/Infinity extension and without numbers that
-    overflow to infinity. Every rejection is a ``json.JSONDecodeError``, so Powertools'
-    validation answers it as malformed JSON (400) instead of failing with a 500 (its parser
-    catches only that class; over-long integers and deep nesting raise others)."""
+    """``json.loads`` without Python's NaN/Infinity extension, without numbers that overflow
+    to infinity and without unpaired surrogate escapes (``"\\ud800"``: not text, UTF-8 cannot
+    encode it, PostgreSQL refuses it). Every rejection is a ``json.JSONDecodeError``, so
+    Powertools' validation answers it as malformed JSON (400) instead of failing with a 500
+    (its parser catches only that class; over-long integers and deep nesting raise others)."""
     try:
-        return json.loads(raw, parse_constant=_reject_non_finite, parse_float=_finite_float)
+        parsed = json.loads(raw, parse_constant=_reject_non_finite, parse_float=_finite_float)
+        if _holds_lone_surrogate(parsed):
+            raise _NotStrictJson("a string holds an unpaired surrogate (\\ud800-\\udfff)")
+        return parsed
     except json.JSONDecodeError:
         raise
     except _NotStrictJson as exc:
