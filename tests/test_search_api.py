@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -441,3 +442,35 @@ def test_search_settings_do_not_outlive_the_transaction(search_app, jobs):
     with db.get_engine().connect() as connection:  # the pool holds one connection
         assert connection.execute(text("SHOW hnsw.ef_search")).scalar_one() == "40"
         assert connection.execute(text("SHOW enable_seqscan")).scalar_one() == "on"
+
+
+def test_bedrock_throttling_answers_503_before_the_lambda_would_time_out(
+    search_app, jobs, monkeypatch
+):
+    # given Bedrock throttles every call, and an embedder that would keep retrying for long
+    from devtools.fake_titan import FakeTitan
+    from flex_shared.embeddings import RetryPolicy, TitanEmbedder
+
+    embedding = __import__("search_embedding")
+    with FakeTitan() as fake:
+        fake.fail_inputs_containing("", "ThrottlingException")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", fake.endpoint_url)
+        titan = TitanEmbedder(retry=RetryPolicy(max_attempts=1000, base_delay=0.05, max_delay=0.1))
+        monkeypatch.setattr(embedding, "get_embedder", lambda: titan)
+
+        # when a search arrives with 4.5 s left before the Lambda timeout
+        class ShortContext(FakeLambdaContext):
+            def get_remaining_time_in_millis(self) -> int:
+                return 4_500
+
+        started = time.monotonic()
+        response = search_app.lambda_handler(
+            rest_event("POST", "/search", body={"query": "backend engineer"}), ShortContext()
+        )
+        elapsed = time.monotonic() - started
+
+    # then the caller gets the JSON 503 naming the embedding service, in time: a timed-out
+    # Lambda would give API Gateway's bare 502 and an on-call log with no reason
+    assert response["statusCode"] == 503
+    assert "embedding" in json.loads(response["body"])["error"]["message"]
+    assert elapsed < 4.5

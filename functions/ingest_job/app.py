@@ -9,7 +9,6 @@ Retried records that were already applied are recognised by their sequencer and 
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -21,6 +20,7 @@ from ingest_job_service import GONE, process_change
 from ingest_job_store import WriteResult
 
 from flex_shared.config import get_settings
+from flex_shared.embeddings import deadline_from_context
 
 logger = Logger(service="ingest_job")
 # A namespace is required to flush; the template sets it, local runs may not.
@@ -30,18 +30,12 @@ metrics = Metrics(
 get_settings()  # fail at start-up, naming the variable, when the configuration is wrong
 
 # Time kept back from the embedder's deadline for the final transaction and the log flush.
-DEADLINE_SAFETY_MARGIN_MS = 5_000
+DEADLINE_SAFETY_MARGIN_SECONDS = 5.0
 
 
 class IngestionFailed(RuntimeError):
     """Some records failed transiently; raised after the others were processed, so Lambda
     retries the event (records already applied are skipped by their sequencer)."""
-
-
-def _deadline(context: LambdaContext) -> float:
-    """A ``time.monotonic()`` instant after which the embedder stops retrying."""
-    remaining_ms = int(context.get_remaining_time_in_millis())
-    return time.monotonic() + max(0, remaining_ms - DEADLINE_SAFETY_MARGIN_MS) / 1000
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -54,7 +48,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
     records = parse_records(event)
     metrics.add_metric(name="RecordsReceived", unit=MetricUnit.Count, value=len(records))
-    deadline = _deadline(context)
+    deadline = deadline_from_context(context, reserve_seconds=DEADLINE_SAFETY_MARGIN_SECONDS)
     outcomes: list[str] = []
     failures: list[str] = []
     for record in records:

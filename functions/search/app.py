@@ -16,11 +16,17 @@ from search_service import read_job, search
 
 from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
+from flex_shared.embeddings import deadline_from_context
 from flex_shared.schemas.search import INT4_MAX, SearchRequest
 
 get_settings()  # a misconfigured deployment fails at start-up, naming the variable
 logger = Logger()
 app = create_resolver()
+
+QUERY_EMBEDDING_RESERVE_SECONDS = 3.0
+"""Lambda time kept back from the query embedding's retries for the database and the answer:
+under a Bedrock throttling storm the caller gets a JSON 503 naming the embedding service
+instead of a timed-out Lambda (API Gateway's bare 502, and no reason in the logs)."""
 
 
 def _json(body: str) -> Response[Any]:
@@ -29,7 +35,10 @@ def _json(body: str) -> Response[Any]:
 
 @app.post("/search")
 def post_search(request: SearchRequest) -> Response[Any]:
-    return _json(search(request).model_dump_json())
+    deadline = deadline_from_context(
+        app.lambda_context, reserve_seconds=QUERY_EMBEDDING_RESERVE_SECONDS
+    )
+    return _json(search(request, deadline=deadline).model_dump_json())
 
 
 @app.get("/jobs/<job_id>")

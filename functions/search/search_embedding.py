@@ -53,11 +53,12 @@ class QueryEmbeddingCache:
 QUERY_CACHE = QueryEmbeddingCache()
 
 
-def query_vector_literal(query: str) -> str:
+def query_vector_literal(query: str, *, deadline: float | None = None) -> str:
     """The query's embedding as a pgvector literal; embeds through the configured provider
-    on a cache miss. Raises ``EmbeddingUnavailable`` (a ``DependencyUnavailable``) or
+    on a cache miss, retrying until ``deadline`` (a ``time.monotonic()`` instant). Raises
+    ``EmbeddingUnavailable`` (a ``DependencyUnavailable``) or
     ``EmbeddingInputError`` (an ``InvalidInput``); failures are not cached."""
     literal = QUERY_CACHE.get(query)
     if literal is None:
-        literal = QUERY_CACHE.put(query, get_embedder().embed_query(query))
+        literal = QUERY_CACHE.put(query, get_embedder().embed_query(query, deadline=deadline))
     return literal

@@ -31,9 +31,9 @@ def similarity(metric: Metric, distance: float) -> float:
     return -distance
 
 
-def _embed(query: str) -> str:
+def _embed(query: str, deadline: float | None) -> str:
     try:
-        return query_vector_literal(query)
+        return query_vector_literal(query, deadline=deadline)
     except DependencyUnavailable as exc:
         # The provider's message ("throttled", "timed out") does not say what failed: name it.
         raise DependencyUnavailable(
@@ -59,9 +59,10 @@ def _result(metric: Metric, hit: ChunkHit) -> SearchResult:
     )
 
 
-def search(request: SearchRequest) -> SearchResponse:
-    """The ``min(top_k, matching)`` chunks nearest to the query, best first."""
-    literal = _embed(request.query.strip())
+def search(request: SearchRequest, *, deadline: float | None = None) -> SearchResponse:
+    """The ``min(top_k, matching)`` chunks nearest to the query, best first. ``deadline``
+    (a ``time.monotonic()`` instant) bounds the embedding service's retries."""
+    literal = _embed(request.query.strip(), deadline)
     with connection_transaction() as connection:
         outcome = search_chunks(
             connection,
