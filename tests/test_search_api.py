@@ -474,3 +474,27 @@ def test_bedrock_throttling_answers_503_before_the_lambda_would_time_out(
     assert response["statusCode"] == 503
     assert "embedding" in json.loads(response["body"])["error"]["message"]
     assert elapsed < 4.5
+
+
+def test_error_logs_carry_the_api_gateway_request_id(search_app, jobs, monkeypatch):
+    # given the embedding service is down, and the handler's log captured
+    import io
+
+    embedding = __import__("search_embedding")
+    monkeypatch.setattr(embedding, "get_embedder", _FailingEmbedder)
+    buffer = io.StringIO()
+    handler = search_app.logger.registered_handler
+    previous_stream = handler.setStream(buffer)
+    event = rest_event("POST", "/search", body={"query": "backend engineer"})
+    event["requestContext"]["requestId"] = "c0ffee00-1234-4321-abcd-0123456789ab"
+    try:
+        # when a search fails with a 503
+        status, _ = call(search_app, event)
+    finally:
+        handler.setStream(previous_stream)
+
+    # then the error log line names the request, so on call can find it from the access log
+    assert status == 503
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+    [error] = [line for line in lines if line.get("message") == "dependency unavailable"]
+    assert error["correlation_id"] == "c0ffee00-1234-4321-abcd-0123456789ab"

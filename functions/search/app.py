@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from search_service import read_job, search
 
@@ -46,6 +47,9 @@ def get_job(job_id: Annotated[int, Path(ge=1, le=INT4_MAX)]) -> Response[Any]:
     return _json(read_job(job_id).model_dump_json())
 
 
-@logger.inject_lambda_context(clear_state=True)
+# The API Gateway request id on every log line: the access log's requestId finds them.
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
