@@ -86,6 +86,8 @@ def parse_record(record: Any) -> ObjectChange | IgnoredRecord:
         return IgnoredRecord("record has an empty object key", event_name, key)
     if key.endswith("/"):
         return IgnoredRecord("folder marker, not a document", event_name, key)
+    if "\x00" in key:  # no database text holds NUL: a retry could never store it
+        return IgnoredRecord("object key holds a NUL character", event_name, key)
 
     if event_name.startswith("ObjectCreated:"):
         kind = ChangeKind.CREATED

@@ -189,7 +189,8 @@ def _decoded_metadata(user_metadata: Mapping[str, str]) -> dict[str, str]:
                 text = str(make_header(decode_header(value)))
             except (ValueError, LookupError, UnicodeDecodeError):
                 text = value
-        decoded[name.lower().replace("_", "-")] = text.strip()
+        # RFC 2047 can spell NUL (=00), which PostgreSQL text and JSONB cannot hold.
+        decoded[name.lower().replace("_", "-")] = text.replace("\x00", "").strip()
     return decoded
 
 
