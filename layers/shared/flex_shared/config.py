@@ -102,6 +102,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             )
         if secret_arn is not None:
             raise ConfigError("DATABASE_URL and DB_SECRET_ARN are both set: choose one")
+        # Parse it now, so a bad host, port or parameter fails at start-up, not at first use.
+        from .db import parse_database_url  # db imports this module
+
+        try:
+            url, _ = parse_database_url(database_url)
+            port = url.port
+        except ValueError:  # e.g. a port or connect_timeout that is not a number
+            raise ConfigError(
+                "DATABASE_URL is not a valid URL: check its port and parameters"
+            ) from None
+        if port is not None and not 1 <= port <= 65535:
+            raise ConfigError(f"DATABASE_URL port must be between 1 and 65535, got {port}")
     if iam_auth and secret_arn is not None:
         raise ConfigError("DB_IAM_AUTH=true and DB_SECRET_ARN are both set: choose one")
     if database_url is None and secret_arn is None:
