@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 
 from .config import ConfigError, Settings, get_settings
 
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 _SSL_OFF = {"disable", "allow", "prefer"}
 _SECRET_TTL_SECONDS = 300.0
+PING_AFTER_IDLE_SECONDS = 10.0
+"""A pooled connection idle longer than this is pinged before use (the proxy or the network
+may have dropped it while the container slept); one used back to back is not, which saves a
+round trip on every transaction of a busy container."""
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
@@ -148,14 +152,15 @@ def build_engine(settings: Settings) -> Engine:
         connect_args=connect_args,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        # A container may sleep for many minutes; the proxy drops idle clients meanwhile.
-        pool_pre_ping=True,
+        # A container may sleep for many minutes; the proxy drops idle clients meanwhile
+        # (pinged after idling, see _ping_after_idle).
         pool_recycle=600,
         # Statement parameters carry personal data (interview transcripts, feedback); keep
         # them out of exception messages, which end up in the logs.
         hide_parameters=True,
     )
 
+    _ping_after_idle(engine)
     if settings.db_iam_auth:
         host, port, user = url.host or "", url.port or 5432, url.username or ""
 
@@ -176,6 +181,26 @@ def build_engine(settings: Settings) -> Engine:
             cparams["password"] = str(secret_source.get()["password"])
 
     return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """``pool_pre_ping``, but only for a connection idle over ``PING_AFTER_IDLE_SECONDS``
+    (``pool_pre_ping`` costs a ``SELECT 1`` round trip on every checkout). A failed ping makes
+    the pool replace the connection (SQLAlchemy's documented DisconnectionError protocol)."""
+
+    @event.listens_for(engine, "checkin")
+    def _remember_checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info["flex_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.pop("flex_idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return  # a fresh connection, or one in use moments ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"idle connection is gone ({type(exc).__name__})") from exc
 
 
 def get_engine() -> Engine:
