@@ -47,6 +47,7 @@ def test_defaults_with_only_a_database_url() -> None:
         ({**URL, "EMBEDDING_PROVIDER": "openai"}, "EMBEDDING_PROVIDER"),
         ({**URL, "EMBEDDING_DIMENSIONS": "512"}, "EMBEDDING_DIMENSIONS"),
         ({**URL, "HNSW_EF_SEARCH": "0"}, "HNSW_EF_SEARCH"),
+        ({**URL, "DB_SOCKET_TIMEOUT": "soon"}, "DB_SOCKET_TIMEOUT"),
         ({"DATABASE_URL": "mysql://u:p@h/db"}, "DATABASE_URL"),
     ],
 )

@@ -233,6 +233,11 @@ def create_resolver() -> APIGatewayRestResolver:
     # pg8000 reports a refused or timed-out connection as an InterfaceError.
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeoutError)
+    # A socket timeout (DB_SOCKET_TIMEOUT) or reset reaches us as the bare OSError pg8000 lets
+    # through; in these functions only the database driver talks to a socket unwrapped (the
+    # embedder wraps its own failures as DependencyUnavailable).
+    @app.exception_handler(TimeoutError)
+    @app.exception_handler(ConnectionError)
     def _database_down(exc: Exception) -> Response[Any]:
         logger.exception("database unavailable")
         return error_response(

@@ -43,6 +43,7 @@ class Settings(BaseModel):
     db_secret_arn: str | None = None
     db_pool_size: int = DEFAULT_DB_POOL_SIZE
     db_max_overflow: int = DEFAULT_DB_MAX_OVERFLOW
+    db_socket_timeout: int | None = None
 
     embedding_provider: Literal["titan", "local"] = "titan"
     embedding_model_id: str = DEFAULT_EMBEDDING_MODEL_ID
@@ -153,6 +154,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         embedding_dimensions=dimensions,
         embedding_max_concurrency=_int(env, "EMBEDDING_MAX_CONCURRENCY", 8, 1, 64),
         hnsw_ef_search=_int(env, "HNSW_EF_SEARCH", DEFAULT_HNSW_EF_SEARCH, 1, 1000),
+        # 0 (the default) waits as long as the Lambda lives: right for migrations and bulk
+        # writes; the API functions set it below their own timeout, so a hung proxy is a 503.
+        db_socket_timeout=_int(env, "DB_SOCKET_TIMEOUT", 0, 0, 900) or None,
         ingest_max_object_bytes=_int(
             env, "INGEST_MAX_OBJECT_BYTES", DEFAULT_INGEST_MAX_OBJECT_BYTES, 1, 1024**3
         ),

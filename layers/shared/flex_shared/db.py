@@ -144,6 +144,10 @@ def build_engine(settings: Settings) -> Engine:
             port=settings.db_port,
             database=settings.db_name,
         )
+    if settings.db_socket_timeout:
+        # pg8000 applies it to connecting and to every read: an unreachable or stalled proxy
+        # fails fast (503) instead of running into the Lambda's own timeout (a bare 502).
+        connect_args.setdefault("timeout", settings.db_socket_timeout)
     if settings.db_iam_auth:
         connect_args.setdefault("ssl_context", ssl.create_default_context())
 
