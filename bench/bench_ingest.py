@@ -37,6 +37,7 @@ if str(_LAYER) not in sys.path:
     sys.path.insert(0, str(_LAYER))
 
 from bench import bench_db  # noqa: E402
+from devtools.lambda_context import FakeLambdaContext  # noqa: E402
 from devtools.layer_env import layer_configured  # noqa: E402
 from flex_shared import config, db  # noqa: E402
 from flex_shared.chunking import chunk_text  # noqa: E402
@@ -57,17 +58,6 @@ _SENTENCES = (
     "Familiarity with vector search, embeddings and pgvector is a plus.",
     "주요 업무: 채용 플랫폼 검색 기능 개발, 데이터 파이프라인 운영.",
 )
-
-
-class _Context:
-    function_name = "flex-bench-ingest-job"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:flex-bench-ingest-job"
-    aws_request_id = "bench-request"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 def description_with_chunks(chunks: int, seed: int = 0) -> str:
@@ -147,7 +137,9 @@ def _invoke_with_metrics(
     """The handler's answer and the metrics it emitted (its EMF line on stdout)."""
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):
-        result: dict[str, Any] = app.lambda_handler(event, _Context())
+        result: dict[str, Any] = app.lambda_handler(
+            event, FakeLambdaContext(function_name="flex-bench-ingest-job", remaining_ms=60_000)
+        )
     metrics: dict[str, Any] = {}
     for line in captured.getvalue().splitlines():
         if '"_aws"' in line:

@@ -23,16 +23,10 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import bench_db
+from devtools.lambda_context import FakeLambdaContext
 from devtools.layer_env import layer_configured
 
 FUNCTION_DIR = bench_db.REPO_ROOT / "functions" / "interview_results"
-
-
-class _Context:
-    function_name = "interview_results"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:interview_results"
-    aws_request_id = "bench"
 
 
 def _event(method: str, path: str, body: Any = None, query: Any = None) -> dict[str, Any]:
@@ -103,12 +97,16 @@ def main() -> None:
 
         def call(route: str, event: dict[str, Any], expect: int) -> dict[str, Any]:
             started = time.perf_counter()
-            response = app.lambda_handler(event, _Context())
+            response = app.lambda_handler(
+                event, FakeLambdaContext(function_name="interview_results")
+            )
             timings.setdefault(route, []).append((time.perf_counter() - started) * 1000)
             assert response["statusCode"] == expect, response
             return json.loads(response["body"])  # type: ignore[no-any-return]
 
-        app.lambda_handler(_event("GET", "/questions"), _Context())  # connect (warm container)
+        app.lambda_handler(
+            _event("GET", "/questions"), FakeLambdaContext(function_name="interview_results")
+        )  # connect (warm container)
         created = call(
             "POST /interviews",
             _event("POST", "/interviews", {"applicant_id": 1, "job_id": job_id}),

@@ -28,6 +28,7 @@ from pgvector import Vector
 
 from bench import bench_db
 from bench.bench_search_data import Corpus, build, exact_top_k
+from devtools.lambda_context import FakeLambdaContext
 from devtools.layer_env import layer_configured
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,14 +36,6 @@ RESULT_FILE = bench_db.RESULTS_DIR / "search.json"
 EF_VALUES = (40, 64, 100, 150, 200)
 TOP_K = 10
 RECALL_TARGET = 0.95
-
-
-class _Context:
-    function_name = "search"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:search"
-    aws_request_id = "bench"
 
 
 def _load_search_function() -> tuple[ModuleType, ModuleType, ModuleType]:
@@ -198,7 +191,7 @@ def run(
         embedding.QUERY_CACHE.clear()
         for query_text, vector in zip(texts, query_vectors, strict=True):
             embedding.QUERY_CACHE.put(query_text, [float(v) for v in vector])
-        context = _Context()
+        context = FakeLambdaContext(function_name="search")
         handler_ms: list[float] = []
         bare_ms: list[float] = []
         handler_recall: list[float] = []

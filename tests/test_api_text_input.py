@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -17,13 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-
-@dataclass
-class FakeContext:
-    function_name: str = "interview_results"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:interview_results"
-    aws_request_id: str = "test-request"
+from devtools.lambda_context import FakeLambdaContext
 
 
 def _event(
@@ -51,7 +44,9 @@ def _call(
     raw_body: str | None = None,
     query: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
-    answer = module.lambda_handler(_event(method, path, raw_body, query), FakeContext())
+    answer = module.lambda_handler(
+        _event(method, path, raw_body, query), FakeLambdaContext(function_name="interview_results")
+    )
     return int(answer["statusCode"]), json.loads(answer["body"])
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.lambda_context import FakeLambdaContext
 from flex_shared import config, embeddings
 from flex_shared.chunking import chunk_text
 from flex_shared.embeddings import (
@@ -189,17 +190,9 @@ def test_bounded_feature_caches_give_the_same_vectors_from_many_threads(
     assert len(shared._caches.word_slots) <= 8 + 10
 
 
-class _FakeLambdaContext:
-    def __init__(self, remaining_ms: int) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
 def test_deadline_from_lambda_context_keeps_a_reserve():
     before = time.monotonic()
-    deadline = deadline_from_context(_FakeLambdaContext(30_000), reserve_seconds=5)
+    deadline = deadline_from_context(FakeLambdaContext(remaining_ms=30_000), reserve_seconds=5)
     assert before + 25 <= deadline <= time.monotonic() + 25
     # nearly out of time: the deadline is now, never in the past beyond it
-    assert deadline_from_context(_FakeLambdaContext(1_000)) <= time.monotonic()
+    assert deadline_from_context(FakeLambdaContext(remaining_ms=1_000)) <= time.monotonic()

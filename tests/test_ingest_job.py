@@ -25,6 +25,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from devtools.lambda_context import FakeLambdaContext
 from flex_shared import config
 from flex_shared.chunking import chunk_text
 from flex_shared.embeddings import EmbeddingUnavailable, get_embedder
@@ -46,17 +47,6 @@ KOREAN_JOB = (
 def sibling(name: str) -> ModuleType:
     """A sibling module of the function's app.py (importable once ``load_function`` ran)."""
     return importlib.import_module(name)
-
-
-class FakeContext:
-    function_name = "flex-dev-ingest-job"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:flex-dev-ingest-job"
-    aws_request_id = "lambda-request-0001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 @dataclass
@@ -114,7 +104,9 @@ class Ingest:
         return self.invoke_event({"Records": list(records)})
 
     def invoke_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.app.lambda_handler(event, FakeContext())
+        result: dict[str, Any] = self.app.lambda_handler(
+            event, FakeLambdaContext(function_name="flex-dev-ingest-job", remaining_ms=60_000)
+        )
         return result
 
     def upload(

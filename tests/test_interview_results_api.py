@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from devtools.lambda_context import FakeLambdaContext
 from flex_shared import config, db
 from flex_shared.models import Job
 
@@ -43,14 +44,6 @@ SEED_RESULT: dict[str, Any] = {
     "ai_feedback": "The candidate demonstrated solid technical knowledge...",
     "metadata": {"stt_model": "whisper", "answer_seconds": 94},
 }
-
-
-@dataclass
-class FakeContext:
-    function_name: str = "interview_results"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:interview_results"
-    aws_request_id: str = "test-request"
 
 
 @dataclass
@@ -98,7 +91,9 @@ class Api:
         self.module = module
 
     def invoke(self, event: dict[str, Any]) -> Answer:
-        response = self.module.lambda_handler(event, FakeContext())
+        response = self.module.lambda_handler(
+            event, FakeLambdaContext(function_name="interview_results")
+        )
         raw = response["body"]
         headers = response.get("multiValueHeaders") or {
             name: [value] for name, value in response["headers"].items()

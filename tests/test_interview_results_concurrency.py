@@ -16,18 +16,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from devtools.lambda_context import FakeLambdaContext
 from flex_shared.models import InterviewSession, InterviewStatus, Job
 
 FUNCTION_DIR = Path(__file__).resolve().parents[1] / "functions" / "interview_results"
 PROCESSES = 4
 ROUNDS = 6
-
-
-class _Context:
-    function_name = "interview_results"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:interview_results"
-    aws_request_id = "concurrency-test"
 
 
 def _event(method: str, path: str, body: Any) -> dict[str, Any]:
@@ -64,11 +58,15 @@ def _container(
     all containers hit the database together."""
     try:
         app = _load_app()
-        app.lambda_handler(_event("GET", "/questions", None), _Context())  # connect first
+        app.lambda_handler(
+            _event("GET", "/questions", None), FakeLambdaContext(function_name="interview_results")
+        )  # connect first
         statuses = []
         for method, path, body in requests:
             barrier.wait(timeout=60)
-            response = app.lambda_handler(_event(method, path, body), _Context())
+            response = app.lambda_handler(
+                _event(method, path, body), FakeLambdaContext(function_name="interview_results")
+            )
             statuses.append((response["statusCode"], json.loads(response["body"])))
         answers.put((worker, statuses))
     except BaseException as exc:

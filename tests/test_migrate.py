@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import text
 
+from devtools.lambda_context import FakeLambdaContext as LambdaContextStandIn
 from devtools.layer_env import layer_configured as configured_database
 from flex_shared import config, db
 from tests.conftest import EVENTS_DIR, REPO_ROOT, fresh_database
@@ -30,16 +31,8 @@ UNREACHABLE_DATABASE = "postgresql://flex@127.0.0.1:1/nowhere?connect_timeout=2"
 SEED_TABLES = {"jobs", "job_chunks", "interview_sessions", "interview_results", "questions"}
 
 
-@dataclass
-class FakeLambdaContext:
-    remaining_ms: int = 900_000
-    function_name: str = "flex-dev-migrate"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:flex-dev-migrate"
-    aws_request_id: str = "6f0b2d1e-0000-4000-8000-000000000001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+def migrate_context(remaining_ms: int = 900_000) -> LambdaContextStandIn:
+    return LambdaContextStandIn(function_name="flex-dev-migrate", remaining_ms=remaining_ms)
 
 
 @dataclass
@@ -154,11 +147,11 @@ def test_upgrade_event_migrates_an_empty_database_and_current_reports_it(
 ) -> None:
     head = head_revision(migrate)
 
-    result = migrate.lambda_handler(load_event("migrate_upgrade.json"), FakeLambdaContext())
+    result = migrate.lambda_handler(load_event("migrate_upgrade.json"), migrate_context())
 
     assert result == {"action": "upgrade", "previous": None, "current": head, "head": head}
     assert public_tables() >= SEED_TABLES
-    current = migrate.lambda_handler(load_event("migrate_current.json"), FakeLambdaContext())
+    current = migrate.lambda_handler(load_event("migrate_current.json"), migrate_context())
     assert current == {"action": "current", "current": head, "head": head}
 
 
@@ -166,19 +159,19 @@ def test_upgrade_again_is_a_no_op_and_downgrade_needs_an_explicit_revision(
     migrate: ModuleType, empty_database: str
 ) -> None:
     head = head_revision(migrate)
-    migrate.lambda_handler(load_event("migrate_upgrade.json"), FakeLambdaContext())
+    migrate.lambda_handler(load_event("migrate_upgrade.json"), migrate_context())
 
-    again = migrate.lambda_handler(load_event("migrate_upgrade.json"), FakeLambdaContext())
+    again = migrate.lambda_handler(load_event("migrate_upgrade.json"), migrate_context())
     assert again["previous"] == head
     assert again["current"] == head
 
     with pytest.raises(migrate.MigrationRequestError, match="explicit revision"):
-        migrate.lambda_handler({"action": "downgrade"}, FakeLambdaContext())
+        migrate.lambda_handler({"action": "downgrade"}, migrate_context())
     with pytest.raises(migrate.MigrationRequestError, match="not 'drop'"):
-        migrate.lambda_handler({"action": "drop"}, FakeLambdaContext())
+        migrate.lambda_handler({"action": "drop"}, migrate_context())
     assert public_tables() >= SEED_TABLES  # rejected requests changed nothing
 
-    down = migrate.lambda_handler({"action": "downgrade", "revision": "base"}, FakeLambdaContext())
+    down = migrate.lambda_handler({"action": "downgrade", "revision": "base"}, migrate_context())
     assert down["current"] is None
     assert public_tables() == {"alembic_version"}
 
@@ -188,7 +181,7 @@ def test_direct_invoke_fails_loudly_when_the_database_is_unreachable(
 ) -> None:
     # A deploy step (`sam remote invoke`, `aws lambda invoke`) must see a function error.
     with configured_database(UNREACHABLE_DATABASE), pytest.raises(Exception, match=r"127\.0\.0\.1"):
-        migrate.lambda_handler(load_event("migrate_upgrade.json"), FakeLambdaContext())
+        migrate.lambda_handler(load_event("migrate_upgrade.json"), migrate_context())
 
 
 def test_migrations_packaged_next_to_app_py_are_used_first(
@@ -203,7 +196,7 @@ def test_migrations_packaged_next_to_app_py_are_used_first(
     try:
         location = module._alembic_config().get_main_option("script_location")
         assert Path(location) == task / "migrations"
-        current = module.lambda_handler({"action": "current"}, FakeLambdaContext())
+        current = module.lambda_handler({"action": "current"}, migrate_context())
         assert current["current"] == current["head"]
     finally:
         sys.modules.pop("migrate_app_packaged", None)
@@ -218,7 +211,7 @@ def test_create_request_migrates_and_answers_success(
     event = cfn_event(cloudformation)
     head = head_revision(migrate)
 
-    result = migrate.lambda_handler(event, FakeLambdaContext())
+    result = migrate.lambda_handler(event, migrate_context())
 
     answer = cloudformation.next_answer()
     assert answer.method == "PUT"
@@ -243,7 +236,7 @@ def test_create_request_answers_failed_when_the_database_is_unreachable(
     event = cfn_event(cloudformation)
 
     with configured_database(UNREACHABLE_DATABASE):
-        result = migrate.lambda_handler(event, FakeLambdaContext())  # does not raise
+        result = migrate.lambda_handler(event, migrate_context())  # does not raise
 
     answer = cloudformation.next_answer()
     assert answer.body["Status"] == "FAILED"
@@ -262,7 +255,7 @@ def test_delete_request_keeps_the_database_and_answers_success(
     event = cfn_event(cloudformation, "Delete")
 
     with configured_database(UNREACHABLE_DATABASE):
-        result = migrate.lambda_handler(event, FakeLambdaContext())
+        result = migrate.lambda_handler(event, migrate_context())
 
     answer = cloudformation.next_answer()
     assert answer.body["Status"] == "SUCCESS"
@@ -277,7 +270,7 @@ def test_update_request_on_a_migrated_database_answers_success(
     event = cfn_event(cloudformation, "Update")
     head = head_revision(migrate)
 
-    migrate.lambda_handler(event, FakeLambdaContext())
+    migrate.lambda_handler(event, migrate_context())
 
     answer = cloudformation.next_answer()
     assert answer.body["Status"] == "SUCCESS"
@@ -293,7 +286,7 @@ def test_answers_failed_before_the_lambda_times_out_and_only_once(
     lock_connection.execute(
         text("SELECT pg_advisory_xact_lock(:key)"), {"key": migrate._MIGRATION_LOCK_KEY}
     )
-    context = FakeLambdaContext(remaining_ms=int((migrate._ANSWER_MARGIN_SECONDS + 1) * 1000))
+    context = migrate_context(remaining_ms=int((migrate._ANSWER_MARGIN_SECONDS + 1) * 1000))
     event = cfn_event(cloudformation)
     outcome: dict[str, Any] = {}
     run = threading.Thread(
@@ -331,7 +324,7 @@ def test_bad_configuration_still_answers_cloudformation(
         module = _load_module(
             REPO_ROOT / "functions" / "migrate" / "app.py", "migrate_app_unconfigured"
         )
-        module.lambda_handler(cfn_event(cloudformation), FakeLambdaContext())
+        module.lambda_handler(cfn_event(cloudformation), migrate_context())
     finally:
         sys.modules.pop("migrate_app_unconfigured", None)
         monkeypatch.undo()

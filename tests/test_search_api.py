@@ -459,13 +459,10 @@ def test_bedrock_throttling_answers_503_before_the_lambda_would_time_out(
         monkeypatch.setattr(embedding, "get_embedder", lambda: titan)
 
         # when a search arrives with 4.5 s left before the Lambda timeout
-        class ShortContext(FakeLambdaContext):
-            def get_remaining_time_in_millis(self) -> int:
-                return 4_500
-
         started = time.monotonic()
         response = search_app.lambda_handler(
-            rest_event("POST", "/search", body={"query": "backend engineer"}), ShortContext()
+            rest_event("POST", "/search", body={"query": "backend engineer"}),
+            FakeLambdaContext(remaining_ms=4_500),
         )
         elapsed = time.monotonic() - started
 

@@ -9,20 +9,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from devtools.lambda_context import FakeLambdaContext as FakeLambdaContext
 from flex_shared.embeddings import get_embedder
 from flex_shared.models import Job, JobChunk
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "search"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:search"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def rest_event(

@@ -225,7 +225,9 @@ class FunctionRunner:
                 f"{function.logical_id}: handler file {path} does not exist (Handler "
                 f"{function.handler!r}, CodeUri {function.code_dir.name}) — not written yet?"
             )
-        module_name = f"{function.code_dir.name}_{path.stem}"
+        # Its own name: a test in the same process that loads the handler itself gets its own
+        # module (own logger, own caches), not the one configured for this runner.
+        module_name = f"local_runner_{function.code_dir.name}_{path.stem}"
         module = sys.modules.get(module_name)
         if module is None or getattr(module, "__file__", None) != str(path):
             spec = importlib.util.spec_from_file_location(module_name, path)
