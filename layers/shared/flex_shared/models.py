@@ -7,7 +7,6 @@ maintain it too.
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .config import SCHEMA_EMBEDDING_DIMENSIONS
+from .statuses import InterviewStatus as InterviewStatus
 
 UTC_NOW = text("timezone('utc', now())")
 
@@ -44,13 +44,6 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class InterviewStatus(enum.StrEnum):
-    PENDING = "pending"
-    IN_PROGRESS = "in_progress"
-    COMPLETED = "completed"
-    FAILED = "failed"
 
 
 def _created_at() -> Mapped[datetime]:
