@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
-from flex_shared.db import transaction
+from flex_shared.db import connection_transaction
 from flex_shared.errors import InvalidInput
 from flex_shared.schemas.interviews import (
     INT32_MAX,
@@ -66,22 +66,22 @@ def _json(status: int, model: BaseModel) -> Response[str]:
 
 @app.post("/interviews")
 def post_interview(body: CreateInterviewRequest) -> Response[str]:
-    with transaction() as session:
-        interview = create_interview(session, body)
+    with connection_transaction() as connection:
+        interview = create_interview(connection, body)
         return _json(HTTPStatus.CREATED, InterviewOut.model_validate(interview))
 
 
 @app.get("/interviews/<interview_id>")
 def read_interview(interview_id: int) -> Response[str]:
-    with transaction() as session:
-        interview = get_interview(session, interview_id)
+    with connection_transaction() as connection:
+        interview = get_interview(connection, interview_id)
         return _json(HTTPStatus.OK, InterviewOut.model_validate(interview))
 
 
 @app.patch("/interviews/<interview_id>")
 def patch_interview(interview_id: int, body: UpdateInterviewRequest) -> Response[str]:
-    with transaction() as session:
-        interview = update_interview(session, interview_id, body)
+    with connection_transaction() as connection:
+        interview = update_interview(connection, interview_id, body)
         return _json(HTTPStatus.OK, InterviewOut.model_validate(interview))
 
 
@@ -90,8 +90,8 @@ def patch_interview(interview_id: int, body: UpdateInterviewRequest) -> Response
 
 @app.post("/interviews/<interview_id>/results")
 def post_result(interview_id: int, body: ResultRequest) -> Response[str]:
-    with transaction() as session:
-        result, inserted = save_result(session, interview_id, body)
+    with connection_transaction() as connection:
+        result, inserted = save_result(connection, interview_id, body)
         answer = ResultOut.model_validate(result)
     # Ids only: the result holds a transcript and feedback.
     logger.info(
@@ -107,13 +107,11 @@ def post_result(interview_id: int, body: ResultRequest) -> Response[str]:
 
 @app.get("/interviews/<interview_id>/results")
 def read_results(interview_id: int) -> Response[str]:
-    with transaction() as session:
-        results = list_results(session, interview_id)
-        answer = InterviewResultsOut(
-            interview_id=interview_id,
-            results=[ResultOut.model_validate(result) for result in results],
-            summary=summarize(results),
-        )
+    with connection_transaction() as connection:
+        results = [ResultOut.model_validate(row) for row in list_results(connection, interview_id)]
+    answer = InterviewResultsOut(
+        interview_id=interview_id, results=results, summary=summarize(results)
+    )
     return _json(HTTPStatus.OK, answer)
 
 
@@ -122,8 +120,10 @@ def read_results(interview_id: int) -> Response[str]:
 
 @app.post("/questions")
 def post_question(body: CreateQuestionRequest) -> Response[str]:
-    with transaction() as session:
-        return _json(HTTPStatus.CREATED, QuestionOut.model_validate(create_question(session, body)))
+    with connection_transaction() as connection:
+        return _json(
+            HTTPStatus.CREATED, QuestionOut.model_validate(create_question(connection, body))
+        )
 
 
 @app.get("/questions")
@@ -150,9 +150,9 @@ def read_questions(
             "question_type must not contain the NUL character (%00)",
             details=[{"field": "question_type", "message": "must not contain NUL"}],
         )
-    with transaction() as session:
+    with connection_transaction() as connection:
         questions, next_after_id = list_questions(
-            session, job_id=job_id, question_type=question_type, limit=limit, after_id=after_id
+            connection, job_id=job_id, question_type=question_type, limit=limit, after_id=after_id
         )
         answer = QuestionListOut(
             questions=[QuestionOut.model_validate(question) for question in questions],
@@ -163,8 +163,10 @@ def read_questions(
 
 @app.get("/questions/<question_id>")
 def read_question(question_id: int) -> Response[str]:
-    with transaction() as session:
-        return _json(HTTPStatus.OK, QuestionOut.model_validate(get_question(session, question_id)))
+    with connection_transaction() as connection:
+        return _json(
+            HTTPStatus.OK, QuestionOut.model_validate(get_question(connection, question_id))
+        )
 
 
 # log_event=False explicitly: POWERTOOLS_LOGGER_LOG_EVENT=true must not put transcripts in logs.

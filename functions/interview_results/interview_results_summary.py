@@ -6,8 +6,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from flex_shared.models import InterviewResult
-from flex_shared.schemas.interviews import KeywordFrequencies, ResultsSummary
+from flex_shared.schemas.interviews import KeywordFrequencies, ResultOut, ResultsSummary
 
 
 def _average(values: Sequence[float | None]) -> float | None:
@@ -20,7 +19,7 @@ def _ranked(counter: Counter[str]) -> dict[str, int]:
     return dict(sorted(counter.items(), key=lambda item: (-item[1], item[0])))
 
 
-def keyword_frequencies(results: Sequence[InterviewResult]) -> KeywordFrequencies:
+def keyword_frequencies(results: Sequence[ResultOut]) -> KeywordFrequencies:
     """How many results mention each keyword, per category and over all categories."""
     overall: Counter[str] = Counter()
     by_category: dict[str, Counter[str]] = {}
@@ -37,7 +36,7 @@ def keyword_frequencies(results: Sequence[InterviewResult]) -> KeywordFrequencie
     )
 
 
-def summarize(results: Sequence[InterviewResult]) -> ResultsSummary:
+def summarize(results: Sequence[ResultOut]) -> ResultsSummary:
     return ResultsSummary(
         count=len(results),
         average_overall_score=_average([r.overall_score for r in results]),

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,7 +23,7 @@ from pydantic import (
 )
 
 from ..api import ApiModel
-from ..models import InterviewStatus
+from ..statuses import InterviewStatus
 from ..timeutil import UtcDatetime
 
 INT32_MAX = 2_147_483_647
@@ -170,9 +171,12 @@ class ResultOut(BaseModel):
     strengths: list[str] | None
     weaknesses: list[str] | None
     ai_feedback: str | None
-    # The ORM attribute is ``result_metadata`` (``metadata`` is reserved there); the API and the
-    # column say ``metadata``.
-    metadata: dict[str, Any] | None = Field(validation_alias="result_metadata")
+    # The API and the column say ``metadata`` (a row read by SQL has that key); the ORM
+    # attribute is ``result_metadata`` (``metadata`` is reserved there), tried first because an
+    # ORM object's ``metadata`` is the tables' MetaData.
+    metadata: dict[str, Any] | None = Field(
+        validation_alias=AliasChoices("result_metadata", "metadata")
+    )
     created_at: UtcDatetime
     updated_at: UtcDatetime
 
