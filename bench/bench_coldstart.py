@@ -512,6 +512,7 @@ def _export_tree(revision: str, directory: Path) -> Path:
         capture_output=True,
         check=True,
     ).stdout
+    directory.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
     return directory
 
