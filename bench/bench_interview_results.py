@@ -23,24 +23,11 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import bench_db
+from devtools.apigw import rest_event
 from devtools.lambda_context import FakeLambdaContext
 from devtools.layer_env import layer_configured
 
 FUNCTION_DIR = bench_db.REPO_ROOT / "functions" / "interview_results"
-
-
-def _event(method: str, path: str, body: Any = None, query: Any = None) -> dict[str, Any]:
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"Content-Type": "application/json"},
-        "queryStringParameters": query,
-        "pathParameters": None,
-        "requestContext": {"httpMethod": method, "resourcePath": path, "stage": "Prod"},
-        "body": None if body is None else json.dumps(body),
-        "isBase64Encoded": False,
-    }
 
 
 def _load_app() -> Any:
@@ -105,69 +92,69 @@ def main() -> None:
             return json.loads(response["body"])  # type: ignore[no-any-return]
 
         app.lambda_handler(
-            _event("GET", "/questions"), FakeLambdaContext(function_name="interview_results")
+            rest_event("GET", "/questions"), FakeLambdaContext(function_name="interview_results")
         )  # connect (warm container)
         created = call(
             "POST /interviews",
-            _event("POST", "/interviews", {"applicant_id": 1, "job_id": job_id}),
+            rest_event("POST", "/interviews", {"applicant_id": 1, "job_id": job_id}),
             201,
         )
         interview = created["id"]
         call(
             "PATCH /interviews/{id}",
-            _event("PATCH", f"/interviews/{interview}", {"status": "in_progress"}),
+            rest_event("PATCH", f"/interviews/{interview}", {"status": "in_progress"}),
             200,
         )
         for i in range(n):
             call(
                 "POST /interviews/{id}/results (insert)",
-                _event("POST", f"/interviews/{interview}/results", _result(i)),
+                rest_event("POST", f"/interviews/{interview}/results", _result(i)),
                 201,
             )
         for i in range(n):
             call(
                 "POST /interviews/{id}/results (replace)",
-                _event("POST", f"/interviews/{interview}/results", _result(i)),
+                rest_event("POST", f"/interviews/{interview}/results", _result(i)),
                 200,
             )
         for i in range(n):
             call(
                 "PATCH /interviews/{id}",
-                _event("PATCH", f"/interviews/{interview}", {"current_question_index": i}),
+                rest_event("PATCH", f"/interviews/{interview}", {"current_question_index": i}),
                 200,
             )
-            call("GET /interviews/{id}", _event("GET", f"/interviews/{interview}"), 200)
+            call("GET /interviews/{id}", rest_event("GET", f"/interviews/{interview}"), 200)
         small = call(
             "POST /interviews",
-            _event("POST", "/interviews", {"applicant_id": 2, "job_id": job_id}),
+            rest_event("POST", "/interviews", {"applicant_id": 2, "job_id": job_id}),
             201,
         )["id"]
         call(
             "PATCH /interviews/{id}",
-            _event("PATCH", f"/interviews/{small}", {"status": "in_progress"}),
+            rest_event("PATCH", f"/interviews/{small}", {"status": "in_progress"}),
             200,
         )
         for i in range(20):
             call(
                 "POST /interviews/{id}/results (insert)",
-                _event("POST", f"/interviews/{small}/results", _result(i)),
+                rest_event("POST", f"/interviews/{small}/results", _result(i)),
                 201,
             )
         for _ in range(min(n, 100)):
             call(
                 "GET /interviews/{id}/results (20 results)",
-                _event("GET", f"/interviews/{small}/results"),
+                rest_event("GET", f"/interviews/{small}/results"),
                 200,
             )
             call(
                 f"GET /interviews/{{id}}/results ({n} results)",
-                _event("GET", f"/interviews/{interview}/results"),
+                rest_event("GET", f"/interviews/{interview}/results"),
                 200,
             )
         for i in range(n):
             question = call(
                 "POST /questions",
-                _event(
+                rest_event(
                     "POST",
                     "/questions",
                     {
@@ -179,10 +166,10 @@ def main() -> None:
                 ),
                 201,
             )
-            call("GET /questions/{id}", _event("GET", f"/questions/{question['id']}"), 200)
+            call("GET /questions/{id}", rest_event("GET", f"/questions/{question['id']}"), 200)
             call(
                 "GET /questions?job_id&question_type (limit 100)",
-                _event(
+                rest_event(
                     "GET", "/questions", query={"job_id": str(job_id), "question_type": "technical"}
                 ),
                 200,

@@ -16,25 +16,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from devtools.apigw import rest_event
 from devtools.lambda_context import FakeLambdaContext
-
-
-def _event(
-    method: str, path: str, raw_body: str | None = None, query: dict[str, str] | None = None
-) -> dict[str, Any]:
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "pathParameters": None,
-        "requestContext": {"requestId": "r", "stage": "Prod", "path": path},
-        "body": raw_body,
-        "isBase64Encoded": False,
-    }
 
 
 def _call(
@@ -45,7 +28,8 @@ def _call(
     query: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     answer = module.lambda_handler(
-        _event(method, path, raw_body, query), FakeLambdaContext(function_name="interview_results")
+        rest_event(method, path, raw_body=raw_body, query=query),
+        FakeLambdaContext(function_name="interview_results"),
     )
     return int(answer["statusCode"]), json.loads(answer["body"])
 

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from devtools.apigw import rest_event as make_event
 from devtools.lambda_context import FakeLambdaContext
 from flex_shared import config, db
 from flex_shared.models import Job
@@ -51,39 +52,6 @@ class Answer:
     status: int
     body: Any
     raw: str
-
-
-def make_event(
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    raw_body: str | None = None,
-    query: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    if raw_body is None and body is not None:
-        raw_body = json.dumps(body)
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "httpMethod": method,
-            "resourcePath": path,
-            "path": f"/Prod{path}",
-            "stage": "Prod",
-            "requestId": "test-request",
-            "identity": {"sourceIp": "192.0.2.1"},
-        },
-        "body": raw_body,
-        "isBase64Encoded": False,
-    }
 
 
 class Api:

@@ -16,26 +16,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from devtools.apigw import rest_event
 from devtools.lambda_context import FakeLambdaContext
 from flex_shared.models import InterviewSession, InterviewStatus, Job
 
 FUNCTION_DIR = Path(__file__).resolve().parents[1] / "functions" / "interview_results"
 PROCESSES = 4
 ROUNDS = 6
-
-
-def _event(method: str, path: str, body: Any) -> dict[str, Any]:
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"Content-Type": "application/json"},
-        "queryStringParameters": None,
-        "pathParameters": None,
-        "requestContext": {"httpMethod": method, "resourcePath": path, "stage": "Prod"},
-        "body": json.dumps(body),
-        "isBase64Encoded": False,
-    }
 
 
 def _load_app() -> ModuleType:
@@ -59,13 +46,14 @@ def _container(
     try:
         app = _load_app()
         app.lambda_handler(
-            _event("GET", "/questions", None), FakeLambdaContext(function_name="interview_results")
+            rest_event("GET", "/questions", None),
+            FakeLambdaContext(function_name="interview_results"),
         )  # connect first
         statuses = []
         for method, path, body in requests:
             barrier.wait(timeout=60)
             response = app.lambda_handler(
-                _event(method, path, body), FakeLambdaContext(function_name="interview_results")
+                rest_event(method, path, body), FakeLambdaContext(function_name="interview_results")
             )
             statuses.append((response["statusCode"], json.loads(response["body"])))
         answers.put((worker, statuses))

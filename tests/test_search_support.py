@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from devtools.apigw import rest_event as api_event
 from devtools.lambda_context import FakeLambdaContext as FakeLambdaContext
 from flex_shared.embeddings import get_embedder
 from flex_shared.models import Job, JobChunk
@@ -17,37 +18,17 @@ from flex_shared.models import Job, JobChunk
 def rest_event(
     method: str, path: str, *, body: Any = None, raw_body: str | None = None
 ) -> dict[str, Any]:
-    """An API Gateway REST (proxy integration) event."""
-    resource = path
-    path_parameters = None
+    """A REST proxy event for the search function's routes."""
     if path.startswith("/jobs/"):
-        resource = "/jobs/{job_id}"
-        path_parameters = {"job_id": path.removeprefix("/jobs/")}
-    if raw_body is None and body is not None:
-        raw_body = json.dumps(body, ensure_ascii=False)
-    return {
-        "resource": resource,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": path_parameters,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource,
-            "httpMethod": method,
-            "path": f"/Prod{path}",
-            "stage": "Prod",
-            "requestId": "test-request",
-            "accountId": "123456789012",
-            "apiId": "abc123",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": raw_body,
-        "isBase64Encoded": False,
-    }
+        return api_event(
+            method,
+            path,
+            body,
+            raw_body=raw_body,
+            resource="/jobs/{job_id}",
+            path_parameters={"job_id": path.removeprefix("/jobs/")},
+        )
+    return api_event(method, path, body, raw_body=raw_body)
 
 
 def call(app_module: Any, event: dict[str, Any]) -> tuple[int, Any]:
