@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -37,6 +36,7 @@ if str(_LAYER) not in sys.path:
     sys.path.insert(0, str(_LAYER))
 
 from bench import bench_db  # noqa: E402
+from devtools.functions import load_function  # noqa: E402
 from devtools.lambda_context import FakeLambdaContext  # noqa: E402
 from devtools.layer_env import layer_configured  # noqa: E402
 from flex_shared import config, db  # noqa: E402
@@ -70,22 +70,6 @@ def description_with_chunks(chunks: int, seed: int = 0) -> str:
         paragraphs.append(f"Section {n} of job {seed}. " + " ".join(sentences))
         n += 1
     return "\n\n".join(paragraphs)
-
-
-def _load_handler() -> ModuleType:
-    """functions/ingest_job/app.py loaded by file path, as Lambda (and the tests) do."""
-    name = "ingest_job_app"
-    if name in sys.modules:
-        return sys.modules[name]
-    if str(FUNCTION_DIR) not in sys.path:
-        sys.path.insert(0, str(FUNCTION_DIR))
-    spec = importlib.util.spec_from_file_location(name, FUNCTION_DIR / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextlib.contextmanager
@@ -354,7 +338,7 @@ def run(
     with layer_configured(url), _environment(**env), mock_aws():
         import boto3
 
-        app = _load_handler()
+        app = load_function("ingest_job")
         sys.modules["ingest_job_source"].reset_s3_client()
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)

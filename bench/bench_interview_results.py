@@ -10,12 +10,10 @@ one transaction and the JSON answer, not API Gateway or the network to RDS.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,20 +22,11 @@ from sqlalchemy import text
 
 from bench import bench_db
 from devtools.apigw import rest_event
+from devtools.functions import load_function
 from devtools.lambda_context import FakeLambdaContext
 from devtools.layer_env import layer_configured
 
 FUNCTION_DIR = bench_db.REPO_ROOT / "functions" / "interview_results"
-
-
-def _load_app() -> Any:
-    sys.path.insert(0, str(FUNCTION_DIR))
-    spec = importlib.util.spec_from_file_location("interview_results_app", FUNCTION_DIR / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _result(question_id: int) -> dict[str, Any]:
@@ -80,7 +69,7 @@ def main() -> None:
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "interview_results")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # one "result saved" per post
     with layer_configured(url):
-        app = _load_app()
+        app = load_function("interview_results")
 
         def call(route: str, event: dict[str, Any], expect: int) -> dict[str, Any]:
             started = time.perf_counter()

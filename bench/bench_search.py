@@ -20,7 +20,6 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,8 @@ from pgvector import Vector
 
 from bench import bench_db
 from bench.bench_search_data import Corpus, build, exact_top_k
+from devtools.apigw import rest_event
+from devtools.functions import load_function
 from devtools.lambda_context import FakeLambdaContext
 from devtools.layer_env import layer_configured
 
@@ -36,38 +37,6 @@ RESULT_FILE = bench_db.RESULTS_DIR / "search.json"
 EF_VALUES = (40, 64, 100, 150, 200)
 TOP_K = 10
 RECALL_TARGET = 0.95
-
-
-def _load_search_function() -> tuple[ModuleType, ModuleType, ModuleType]:
-    import importlib.util
-
-    function_dir = REPO_ROOT / "functions" / "search"
-    if str(function_dir) not in sys.path:
-        sys.path.insert(0, str(function_dir))
-    spec = importlib.util.spec_from_file_location("search_app", function_dir / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    app = importlib.util.module_from_spec(spec)
-    sys.modules["search_app"] = app
-    spec.loader.exec_module(app)
-    return app, sys.modules["search_store"], sys.modules["search_embedding"]
-
-
-def _event(body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "resource": "/search",
-        "path": "/search",
-        "httpMethod": "POST",
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {"resourcePath": "/search", "httpMethod": "POST", "stage": "Prod"},
-        "body": json.dumps(body),
-        "isBase64Encoded": False,
-    }
 
 
 def _percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -142,7 +111,8 @@ def run(
 
         from flex_shared import config, db
 
-        app, store, embedding = _load_search_function()
+        app = load_function("search")
+        store, embedding = sys.modules["search_store"], sys.modules["search_embedding"]
         store.reset_pgvector_version()
         engine = db.get_engine()
         with engine.connect() as connection:
@@ -211,7 +181,7 @@ def run(
                     ),
                     _to_format(statement),
                 ]
-                event = _event({"query": query_text, "top_k": TOP_K})
+                event = rest_event("POST", "/search", {"query": query_text, "top_k": TOP_K})
                 order = ("bare", "handler") if i % 2 == 0 else ("handler", "bare")
                 for which in order:
                     if which == "bare":
@@ -267,7 +237,9 @@ def run(
         strategies: Counter[str] = Counter()
         for i, (query_text, literal) in enumerate(zip(texts, literals, strict=True)):
             company = i % corpus.companies + 1
-            event = _event({"query": query_text, "top_k": TOP_K, "company_id": company})
+            event = rest_event(
+                "POST", "/search", {"query": query_text, "top_k": TOP_K, "company_id": company}
+            )
             started = time.perf_counter()
             response = app.lambda_handler(event, context)
             filtered_ms.append((time.perf_counter() - started) * 1000)

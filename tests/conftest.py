@@ -4,9 +4,7 @@ a fresh migrated database per test session, and a clean slate after every test t
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
-import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +15,6 @@ from types import ModuleType
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FUNCTIONS_DIR = REPO_ROOT / "functions"
 EVENTS_DIR = REPO_ROOT / "events"
 
 # Tests never reach AWS or a developer's own database: fake credentials, a fixed region, and a
@@ -42,6 +39,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import Engine, make_url  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+from devtools import functions as devtools_functions  # noqa: E402
 from devtools.layer_env import layer_configured as configured_database  # noqa: E402
 from flex_shared import db  # noqa: E402
 
@@ -121,20 +119,4 @@ def db_session(db_engine: Engine) -> Iterator[Session]:
 @pytest.fixture
 def load_function() -> Callable[[str], ModuleType]:
     """Load ``functions/<name>/app.py`` by file path, as Lambda does, under a unique name."""
-
-    def load(name: str) -> ModuleType:
-        function_dir = FUNCTIONS_DIR / name
-        module_name = f"{name}_app"
-        if module_name in sys.modules:
-            return sys.modules[module_name]
-        if str(function_dir) not in sys.path:
-            sys.path.insert(0, str(function_dir))
-        spec = importlib.util.spec_from_file_location(module_name, function_dir / "app.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-        return module
-
-    return load
+    return devtools_functions.load_function

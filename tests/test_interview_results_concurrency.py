@@ -3,12 +3,9 @@ the same interview at the same instant, on the real database."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import multiprocessing
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -17,22 +14,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from devtools.apigw import rest_event
+from devtools.functions import load_function
 from devtools.lambda_context import FakeLambdaContext
 from flex_shared.models import InterviewSession, InterviewStatus, Job
 
 FUNCTION_DIR = Path(__file__).resolve().parents[1] / "functions" / "interview_results"
 PROCESSES = 4
 ROUNDS = 6
-
-
-def _load_app() -> ModuleType:
-    sys.path.insert(0, str(FUNCTION_DIR))
-    spec = importlib.util.spec_from_file_location("interview_results_app", FUNCTION_DIR / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _container(
@@ -44,7 +32,7 @@ def _container(
     """One 'container': a fresh process and engine; every request starts on the barrier so
     all containers hit the database together."""
     try:
-        app = _load_app()
+        app = load_function("interview_results")
         app.lambda_handler(
             rest_event("GET", "/questions", None),
             FakeLambdaContext(function_name="interview_results"),
