@@ -36,6 +36,7 @@ if str(_LAYER) not in sys.path:
     sys.path.insert(0, str(_LAYER))
 
 from bench import bench_db  # noqa: E402
+from devtools.fake_titan import serve_in_subprocess  # noqa: E402
 from devtools.functions import load_function  # noqa: E402
 from devtools.lambda_context import FakeLambdaContext  # noqa: E402
 from devtools.layer_env import layer_configured  # noqa: E402
@@ -245,34 +246,10 @@ def _executemany(bodies: dict[str, str]) -> dict[str, Any]:
     return {"chunks": rows, "seconds": time.perf_counter() - started}
 
 
-@contextlib.contextmanager
-def _fake_titan_process(latency: float) -> Iterator[str]:
-    """``devtools.fake_titan`` in its own process (as Bedrock is: its CPU is not ours), on a
-    free loopback port; yields its endpoint URL."""
-    import subprocess
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.fake_titan", "--latency", str(latency)],
-        cwd=bench_db.REPO_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        name, _, endpoint = line.partition("=")
-        if name != "AWS_ENDPOINT_URL_BEDROCK_RUNTIME" or not endpoint:
-            raise RuntimeError(f"fake Titan did not start: {line!r}")
-        yield endpoint
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def _fake_titan_latency(app: ModuleType, s3: Any, runs: int, concurrency: int) -> dict[str, Any]:
     """New 40-chunk descriptions (new keys) into the table as the earlier steps left it."""
     with (
-        _fake_titan_process(0.1) as endpoint,
+        serve_in_subprocess(latency=0.1) as endpoint,
         _environment(
             EMBEDDING_PROVIDER="titan",
             AWS_ENDPOINT_URL_BEDROCK_RUNTIME=endpoint,
