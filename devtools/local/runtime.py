@@ -7,7 +7,6 @@ directories on ``sys.path``), under a module name unique per function.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -21,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from devtools.functions import load_module
 
 from .template import LOCAL_ACCOUNT_ID, LOCAL_REGION, Function, Template, TemplateError
 
@@ -228,18 +229,7 @@ class FunctionRunner:
         # Its own name: a test in the same process that loads the handler itself gets its own
         # module (own logger, own caches), not the one configured for this runner.
         module_name = f"local_runner_{function.code_dir.name}_{path.stem}"
-        module = sys.modules.get(module_name)
-        if module is None or getattr(module, "__file__", None) != str(path):
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            assert spec is not None
-            assert spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[module_name]
-                raise
+        module = load_module(module_name, path)
         self._modules[function.logical_id] = module
         return module
 
