@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
+from bench.output import write_json
+
 # `python -m bench.bench_coldstart` from the repository root: the layer is not installed.
 _LAYER = Path(__file__).resolve().parents[1] / "layers" / "shared"
 if str(_LAYER) not in sys.path:
@@ -696,8 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         no_pyc_too=args.no_pyc_too,
     )
     result["seconds"] = round(time.perf_counter() - started, 1)
-    bench_db.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    RESULT_FILE.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(RESULT_FILE, result)
     print_table(result)
     print(f"written to {RESULT_FILE.relative_to(REPO_ROOT)}")
     return 0

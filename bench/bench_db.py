@@ -24,13 +24,14 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
+from bench.output import RESULTS_DIR as RESULTS_DIR
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT / "layers" / "shared") not in sys.path:  # `python -m bench.x` from a checkout
     sys.path.insert(0, str(REPO_ROOT / "layers" / "shared"))
 
 from flex_shared import db  # noqa: E402
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _server: Any = None
 

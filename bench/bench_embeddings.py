@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import random
@@ -28,6 +27,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from bench.output import RESULTS_DIR, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _LAYER = REPO_ROOT / "layers" / "shared"
@@ -39,7 +40,6 @@ from flex_shared.chunking import chunk_text, estimate_tokens  # noqa: E402
 from flex_shared.config import load_settings  # noqa: E402
 from flex_shared.embeddings import LocalEmbedder, RetryPolicy, TitanEmbedder  # noqa: E402
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 RESULT_FILE = RESULTS_DIR / "embeddings.json"
 SAMPLES_DIR = REPO_ROOT / "devtools" / "samples"
 FAKE_LATENCY_SECONDS = 0.1
@@ -303,8 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(quick=args.quick)
     print_table(result)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    RESULT_FILE.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(RESULT_FILE, result)
     print(f"\nwrote {RESULT_FILE.relative_to(REPO_ROOT)}")
     return 0 if result["titan_fake"]["goal_met"] else 1
 

@@ -36,6 +36,7 @@ if str(_LAYER) not in sys.path:
     sys.path.insert(0, str(_LAYER))
 
 from bench import bench_db  # noqa: E402
+from bench.output import write_json  # noqa: E402
 from devtools.fake_titan import serve_in_subprocess  # noqa: E402
 from devtools.functions import load_function  # noqa: E402
 from devtools.lambda_context import FakeLambdaContext  # noqa: E402
@@ -392,8 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     documents = 4 if args.quick else args.documents
     result = run(documents=documents, chunks_each=args.chunks, titan_runs=2 if args.quick else 5)
     _print_table(result)
-    bench_db.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    RESULT_FILE.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(RESULT_FILE, result)
     print(f"wrote {RESULT_FILE.relative_to(bench_db.REPO_ROOT)}")
     return 0 if result["passed"] else 1
 

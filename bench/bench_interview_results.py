@@ -15,12 +15,12 @@ import math
 import os
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
 from bench import bench_db
+from bench.output import RESULTS_DIR, write_json
 from devtools.apigw import rest_event
 from devtools.functions import load_function
 from devtools.lambda_context import FakeLambdaContext
@@ -183,9 +183,7 @@ def main() -> None:
             f"{row['route']:<{width}}  {row['requests']:>5}  {row['p50_ms']:>8}"
             f"  {row['p95_ms']:>8}  {row['max_ms']:>8}"
         )
-    output = Path(bench_db.RESULTS_DIR) / "interview_results.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"requests": n, "routes": rows}, indent=2) + "\n")
+    output = write_json(RESULTS_DIR / "interview_results.json", {"requests": n, "routes": rows})
     print(f"written {output.relative_to(bench_db.REPO_ROOT)}")
 
 

@@ -27,6 +27,7 @@ from pgvector import Vector
 
 from bench import bench_db
 from bench.bench_search_data import Corpus, build, exact_top_k
+from bench.output import write_json
 from devtools.apigw import rest_event
 from devtools.functions import load_function
 from devtools.lambda_context import FakeLambdaContext
@@ -276,8 +277,7 @@ def run(
         }
         embedding.QUERY_CACHE.clear()
 
-    bench_db.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    RESULT_FILE.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(RESULT_FILE, results)
     return results
 
 

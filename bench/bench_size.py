@@ -12,7 +12,6 @@ Prints a table and writes bench/results/size.json; ``run()`` returns the same di
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import bench_db
+from bench.output import write_json
 from devtools import sam_build_report
 
 REPO_ROOT = bench_db.REPO_ROOT
@@ -117,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-build", action="store_true", help="measure the existing build")
     args = parser.parse_args(argv)
     result = run(build=not args.no_build)
-    bench_db.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    RESULT_FILE.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(RESULT_FILE, result)
     print_table(result)
     print(f"written to {RESULT_FILE.relative_to(REPO_ROOT)}")
     return 0

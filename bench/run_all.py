@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.output import RESULTS_DIR, write_json
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 LOG_DIR = RESULTS_DIR / "logs"
 LATEST = RESULTS_DIR / "latest.json"
 QUICK_ROWS = 10_000
@@ -483,8 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         f" load {machine['load_average_start']} -> {machine['load_average_end']}"
     )
     print(render(table_rows(report)))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    LATEST.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(LATEST, report)
     print(f"\nwritten to {LATEST.relative_to(REPO_ROOT)}")
     return 0 if all("result" in o for o in report["benchmarks"].values()) else 1
 
