@@ -1,7 +1,7 @@
 """Benchmark databases: a named database on a real PostgreSQL + pgvector, migrated to head.
 
 The server is ``BENCH_DATABASE_URL`` (or ``TEST_DATABASE_URL``) when set, else an embedded
-``pgserver`` kept in its own data directory, separate from the tests' server, so benchmark
+server (``devtools.embedded_postgres``) kept in its own data directory, separate from the tests' server, so benchmark
 data survives between runs (loading 100k vectors and building HNSW takes minutes) and a test
 run never stops the server under a running benchmark.
 
@@ -13,11 +13,9 @@ run never stops the server under a running benchmark.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from bench.output import RESULTS_DIR as RESULTS_DIR
+from devtools import embedded_postgres
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT / "layers" / "shared") not in sys.path:  # `python -m bench.x` from a checkout
@@ -38,13 +37,10 @@ _server: Any = None
 
 def _embedded_server_url() -> str:
     global _server
-    import pgserver
-
-    checkout = hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:10]
-    # Short path: the unix socket lives in this directory (sun_path is 107 bytes).
-    data_dir = Path(tempfile.gettempdir()) / f"flex-bench-pg-{checkout}"
     if _server is None:
-        _server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+        version = embedded_postgres.postgres_version()
+        data_dir = embedded_postgres.scratch_data_dir("bench", REPO_ROOT, version)
+        _server = embedded_postgres.start(data_dir, version=version)
     return str(_server.get_uri())
 
 

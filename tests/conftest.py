@@ -1,11 +1,10 @@
-"""Test fixtures: a real PostgreSQL + pgvector (embedded ``pgserver``, or ``TEST_DATABASE_URL``),
+"""Test fixtures: a real PostgreSQL + pgvector (embedded, see ``devtools.embedded_postgres``, or
+``TEST_DATABASE_URL``),
 a fresh migrated database per test session, and a clean slate after every test that used it."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import Engine, make_url  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+from devtools import embedded_postgres  # noqa: E402
 from devtools import functions as devtools_functions  # noqa: E402
 from devtools.layer_env import layer_configured as configured_database  # noqa: E402
 from flex_shared import db  # noqa: E402
@@ -47,14 +47,10 @@ ALL_TABLES = ("interview_results", "interview_sessions", "questions", "job_chunk
 
 
 def _embedded_server_url() -> str:
-    """Start (or join) an embedded PostgreSQL 16 + pgvector kept in a temp dir per checkout."""
-    import pgserver
-
-    checkout = hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:10]
-    # Short path: the server's unix socket lives in this directory (sun_path is 107 bytes).
-    data_dir = Path(tempfile.gettempdir()) / f"flex-pg-{checkout}"
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
-    return str(server.get_uri())
+    """Start (or join) the embedded PostgreSQL + pgvector kept in a temp dir per checkout."""
+    version = embedded_postgres.postgres_version()
+    data_dir = embedded_postgres.scratch_data_dir("tests", REPO_ROOT, version)
+    return str(embedded_postgres.start(data_dir, version=version).get_uri())
 
 
 def _admin_url() -> str:

@@ -1,71 +1,47 @@
-"""The embedded PostgreSQL (pgserver: PostgreSQL 16 + pgvector) for local runs: data kept in
-a project directory between runs, database ``flex`` created and migrated to head."""
+"""The embedded PostgreSQL for local runs (``devtools.embedded_postgres``: PostgreSQL 18 +
+pgvector 0.8): data kept in a project directory between runs, database ``flex`` created and
+migrated to head."""
 
 from __future__ import annotations
 
-import atexit
-import hashlib
-import os
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
-_MAX_SOCKET_PATH = 107
-_SOCKET_NAME = ".s.PGSQL.5432"
-
-
-def usable_data_dir(preferred: Path) -> Path:
-    """``preferred``, or a short directory under the temp dir when the server's unix socket
-    inside it would exceed the socket path limit (deep checkouts)."""
-    preferred = preferred.resolve()
-    if len(str(preferred / _SOCKET_NAME).encode()) <= _MAX_SOCKET_PATH:
-        return preferred
-    digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / f"flex-local-pg-{digest}"
+from devtools import embedded_postgres
+from devtools.embedded_postgres import usable_data_dir as usable_data_dir
 
 
 @dataclass
 class EmbeddedPostgres:
-    """A pgserver instance; stopped on :meth:`stop` only if this process started it."""
+    """An embedded server; stopped on :meth:`stop` only if this process started it."""
 
     data_dir: Path
     started_here: bool
     _server: Any
 
     @classmethod
-    def start(cls, data_dir: Path) -> EmbeddedPostgres:
-        import pgserver
-        from pgserver.utils import PostmasterInfo
-
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
-        info = PostmasterInfo.read_from_pgdata(data_dir) if data_dir.exists() else None
-        already_running = info is not None and info.is_running()
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+    def start(cls, data_dir: Path, log: Callable[[str], None] = print) -> EmbeddedPostgres:
+        version = embedded_postgres.postgres_version()
+        embedded_postgres.set_aside_other_major(data_dir, version, log)
+        already_running = embedded_postgres.is_running(data_dir)
+        server = embedded_postgres.start(data_dir, version=version)
         return cls(data_dir=data_dir, started_here=not already_running, _server=server)
 
     def admin_url(self) -> str:
         return str(self._server.get_uri())
 
     def pid(self) -> int | None:
-        return int(self._server.get_pid()) if self._server.get_pid() else None
+        pid = self._server.get_pid()
+        return int(pid) if pid else None
 
     def stop(self) -> None:
         """Stop the server if this process started it (another process may be using it)."""
         if not self.started_here:
             return
-        from pgserver._commands import pg_ctl  # type: ignore[attr-defined,unused-ignore]
-
-        info = self._server.get_postmaster_info()
-        if info.process.is_running():
-            pg_ctl(
-                ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self._server.system_user
-            )
-        # Stopped here: pgserver's own exit hook would try again and complain.
-        atexit.unregister(self._server._cleanup)
-        self._server.global_process_id_list.get_and_remove(os.getpid())
+        self._server.stop()
         self.started_here = False
 
 

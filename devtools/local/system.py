@@ -40,7 +40,7 @@ def ensure_layers_importable(template: Template) -> None:
 class LocalOptions:
     template_path: Path = REPO_ROOT / "template.yaml"
     data_dir: Path | None = DEFAULT_DATA_DIR
-    """pgserver data directory; None with ``database_url`` set: use that database instead."""
+    """Embedded PostgreSQL data directory; None with ``database_url`` set: use that database instead."""
     database_url: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 3000
@@ -121,8 +121,8 @@ class LocalSystem:
                 self._temp_dir = tempfile.TemporaryDirectory(prefix="flex-local-")
                 data_dir = Path(self._temp_dir.name) / "pgdata"
             data_dir = usable_data_dir(data_dir)
-            self.log(f"database: embedded PostgreSQL (pgserver) with data in {data_dir}")
-            self.postgres = EmbeddedPostgres.start(data_dir)
+            self.log(f"database: embedded PostgreSQL with data in {data_dir}")
+            self.postgres = EmbeddedPostgres.start(data_dir, self.log)
             self.database_url = ensure_database(self.postgres.admin_url(), DATABASE_NAME)
         self.revision = migrate_to_head(REPO_ROOT, self.database_url)
         self.log(f"database: migrated to {self.revision}")

@@ -90,11 +90,13 @@ class _SecretCredentials:
 
     def __init__(self, secret_arn: str) -> None:
         self._arn = secret_arn
-        self._fetched_at = 0.0
+        # None, not 0.0: time.monotonic() counts from boot, and on a host up for less than the
+        # TTL (a new Lambda microVM) 0.0 would look fresh and the secret would never be read.
+        self._fetched_at: float | None = None
         self._value: dict[str, Any] = {}
 
     def get(self) -> dict[str, Any]:
-        if time.monotonic() - self._fetched_at > _SECRET_TTL_SECONDS:
+        if self._fetched_at is None or time.monotonic() - self._fetched_at > _SECRET_TTL_SECONDS:
             import boto3  # the Lambda runtime provides boto3; only this mode needs it
 
             client = boto3.client("secretsmanager")
