@@ -1,9 +1,9 @@
 """Benchmark databases: a named database on a real PostgreSQL + pgvector, migrated to head.
 
 The server is ``BENCH_DATABASE_URL`` (or ``TEST_DATABASE_URL``) when set, else an embedded
-server (``devtools.embedded_postgres``) kept in its own data directory, separate from the tests' server, so benchmark
-data survives between runs (loading 100k vectors and building HNSW takes minutes) and a test
-run never stops the server under a running benchmark.
+server (``devtools.embedded_postgres``) kept in its own data directory, separate from the
+tests' server, so benchmark data survives between runs (loading 100k vectors and building HNSW
+takes minutes) and a test run never stops the server under a running benchmark.
 
     from bench import bench_db
     url = bench_db.ensure_database("bench_search")      # create + migrate if missing

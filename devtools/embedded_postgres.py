@@ -49,7 +49,7 @@ def usable_data_dir(preferred: Path) -> Path:
 def scratch_data_dir(purpose: str, checkout: Path, version: int) -> Path:
     """A short per-checkout, per-version data directory under the temp dir (tests, benchmarks):
     two checkouts or two majors never share a server."""
-    digest = hashlib.sha1(str(checkout).encode()).hexdigest()[:10]
+    digest = hashlib.sha256(str(checkout).encode()).hexdigest()[:10]
     return Path(tempfile.gettempdir()) / f"flex-{purpose}-pg{version}-{digest}"
 
 

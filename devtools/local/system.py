@@ -40,7 +40,7 @@ def ensure_layers_importable(template: Template) -> None:
 class LocalOptions:
     template_path: Path = REPO_ROOT / "template.yaml"
     data_dir: Path | None = DEFAULT_DATA_DIR
-    """Embedded PostgreSQL data directory; None with ``database_url`` set: use that database instead."""
+    """Embedded PostgreSQL data dir; None with ``database_url`` set: use that database instead."""
     database_url: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 3000
