@@ -267,14 +267,14 @@ def test_env_vars_file_overrides_the_template_but_not_the_local_essentials() -> 
         TEMPLATE,
         local_overrides("postgresql://local@127.0.0.1:1/db", "http://127.0.0.1:9"),
         {
-            "Parameters": {"HNSW_EF_SEARCH": "150", "DATABASE_URL": "postgresql://elsewhere/x"},
+            "Parameters": {"HNSW_EF_SEARCH": "160", "DATABASE_URL": "postgresql://elsewhere/x"},
             "SearchFunction": {"HNSW_EF_SEARCH": "180"},
         },
     )
     search = runner.environment(TEMPLATE.function("SearchFunction"))
     ingest = runner.environment(TEMPLATE.function("ingest_job"))
     assert search["HNSW_EF_SEARCH"] == "180"  # function section beats Parameters
-    assert ingest["HNSW_EF_SEARCH"] == "150"  # Parameters beats the template
+    assert ingest["HNSW_EF_SEARCH"] == "160"  # Parameters beats the template
     assert search["POWERTOOLS_SERVICE_NAME"] == "search"  # from the template
     assert search["DATABASE_URL"] == "postgresql://local@127.0.0.1:1/db"
     assert search["EMBEDDING_PROVIDER"] == "local"
