@@ -107,9 +107,24 @@ def walk(value: Any) -> Iterator[Any]:
             yield from walk(item)
 
 
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def function_policies(function: dict[str, Any]) -> list[Any]:
+    """The function's policies, both branches of a conditional (`!If`) one included."""
+    policies: list[Any] = []
+    for policy in function["Properties"].get("Policies", []):
+        if isinstance(policy, dict) and "Fn::If" in policy:
+            _condition, *branches = policy["Fn::If"]
+            policies.extend(branch for branch in branches if branch != NO_VALUE)
+        else:
+            policies.append(policy)
+    return policies
+
+
 def policy_statements(function: dict[str, Any]) -> list[dict[str, Any]]:
     statements: list[dict[str, Any]] = []
-    for policy in function["Properties"].get("Policies", []):
+    for policy in function_policies(function):
         if isinstance(policy, dict) and "Statement" in policy:
             statements.extend(policy["Statement"])
     return statements
@@ -362,7 +377,7 @@ def test_no_statement_allows_everything(template: dict[str, Any]) -> None:
             assert all("*" not in a for a in ([actions] if isinstance(actions, str) else actions))
         templates = {
             key
-            for policy in function["Properties"].get("Policies", [])
+            for policy in function_policies(function)
             if isinstance(policy, dict)
             for key in policy
             if key != "Statement"
