@@ -377,7 +377,7 @@ def test_the_documented_connection_sizing_matches_the_pool_the_functions_run_wit
     assert f"({DEFAULT_DB_POOL_SIZE} + {DEFAULT_DB_MAX_OVERFLOW}) connections" in description
     assert f"x {per_run} must fit the proxy's budget" in description
     readme = " ".join((REPO_ROOT / "README.md").read_text().split())
-    assert f"× {per_run} ≤" in readme
+    assert f"\N{MULTIPLICATION SIGN} {per_run} \N{LESS-THAN OR EQUAL TO}" in readme
 
 
 # --------------------------------------------------------------------------- IAM
