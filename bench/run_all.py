@@ -373,7 +373,9 @@ def coldstart_rows(result: Mapping[str, Any]) -> list[Row]:
     goal = f"<= {result.get('goal_ratio', 1.5)}x"
     for target, row in (result.get("summary") or {}).items():
         value = (
-            f"{_fmt(row.get('median_s'), '.3f')} s ({_fmt(row.get('ratio_to_baseline'), '.2f')}x)"
+            f"{_fmt(row.get('median_s'), '.3f')} s ({_fmt(row.get('ratio_to_baseline'), '.2f')}x),"
+            f" CPU {_fmt(row.get('median_cpu_s'), '.3f')} s"
+            f" ({_fmt(row.get('cpu_ratio_to_baseline'), '.2f')}x)"
         )
         out.append(("cold start", target, value, "" if target == "baseline" else goal))
         peak = _fmt(row.get("peak_rss_mib"), ".0f", " MiB")
