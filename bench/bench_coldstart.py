@@ -11,7 +11,8 @@
    ``app`` and handles one event against loopback services (the benchmark database, moto's S3
    server, the fake Titan at 0 ms). The baseline imports boto3 and lists S3 buckets. Each round
    runs every target once, in a rotated order, so load from elsewhere hits them all; the first
-   round warms the page cache and is not counted. Medians, and ratios to the baseline's.
+   round warms the page cache and is not counted. Medians of the wall time and of the CPU
+   time (user + system: on a shared machine it moves far less), and ratios to the baseline's.
 3. Each target once more under ``python -X importtime`` (import time by top-level package)
    and its peak RSS.
 
@@ -234,32 +235,31 @@ def hyperfine_round(
     return {r["command"]: (r["times"][0], r["user"] + r["system"]) for r in results}
 
 
-def import_profile(
-    target: str, paths: dict[str, list[Path]], events: Events, env: dict[str, str], runs: int
-) -> dict[str, Any]:
-    """``-X importtime``: milliseconds of import by top-level package (the modules' own time,
-    whoever imported them) after the interpreter's start-up, per package the median of
-    ``runs`` runs (one run on a busy machine can pin a stall on any module); the peak RSS."""
-    traces: list[dict[str, float]] = []
-    peaks = []
-    for _ in range(runs):
-        event = events.for_target(target)
-        command = child_command(target, event, paths[target], "-X", "importtime")
-        stderr = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stderr
-        traces.append(defaultdict(float))
-        for line in stderr.split("COLDSTART_BEGIN", 1)[1].splitlines():
-            fields = line.removeprefix("import time:").split("|")
-            if line.startswith("import time:") and fields[0].strip().isdigit():
-                traces[-1][fields[2].strip().split(".")[0]] += int(fields[0]) / 1000
-            elif line.startswith("peak_rss_kib "):
-                peaks.append(int(line.split()[1]) / 1024)
-    packages = {name for trace in traces for name in trace}
-    medians = {name: statistics.median(t.get(name, 0.0) for t in traces) for name in packages}
+def import_trace(command: list[str], env: dict[str, str]) -> tuple[dict[str, float], float]:
+    """One run under ``-X importtime``: milliseconds of import by top-level package (the
+    modules' own time, whoever imported them) after the interpreter's start-up; peak RSS MiB."""
+    stderr = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stderr
+    by_package: dict[str, float] = defaultdict(float)
+    peak_rss_mib = 0.0
+    for line in stderr.split("COLDSTART_BEGIN", 1)[1].splitlines():
+        fields = line.removeprefix("import time:").split("|")
+        if line.startswith("import time:") and fields[0].strip().isdigit():
+            by_package[fields[2].strip().split(".")[0]] += int(fields[0]) / 1000
+        elif line.startswith("peak_rss_kib "):
+            peak_rss_mib = int(line.split()[1]) / 1024
+    return by_package, peak_rss_mib
+
+
+def import_profile(runs: list[tuple[dict[str, float], float]]) -> dict[str, Any]:
+    """Per package the median of several runs (one run on a busy machine can pin a stall on any
+    module), and the largest peak RSS."""
+    packages = {name for trace, _ in runs for name in trace}
+    medians = {name: statistics.median(t.get(name, 0.0) for t, _ in runs) for name in packages}
     ranked = sorted(medians.items(), key=lambda item: -item[1])
     return {
-        "import_ms": round(statistics.median(sum(trace.values()) for trace in traces), 1),
+        "import_ms": round(statistics.median(sum(trace.values()) for trace, _ in runs), 1),
         "import_ms_by_package": {name: round(ms, 1) for name, ms in ranked[:8]},
-        "peak_rss_mib": round(max(peaks), 1),
+        "peak_rss_mib": round(max(peak for _, peak in runs), 1),
     }
 
 
@@ -292,7 +292,13 @@ def run(
                     samples["wall"].setdefault(target, []).append(wall_s)
                     samples["cpu"].setdefault(target, []).append(cpu_s)
             log(f"  cold start round {round_index}/{runs} done")
-        profiles = {t: import_profile(t, paths, events, env, importtime_runs) for t in targets}
+        traces: dict[str, list[tuple[dict[str, float], float]]] = {t: [] for t in targets}
+        for _ in range(importtime_runs):  # interleaved too
+            for target in targets:
+                event = events.for_target(target)
+                command = child_command(target, event, paths[target], "-X", "importtime")
+                traces[target].append(import_trace(command, env))
+        profiles = {target: import_profile(traces[target]) for target in targets}
     medians = {
         measure: {target: statistics.median(series[target]) for target in targets}
         for measure, series in samples.items()
@@ -304,6 +310,8 @@ def run(
             "ratio_to_baseline": round(wall[target] / wall[BASELINE], 3),
             "median_cpu_s": round(cpu[target], 4),
             "cpu_ratio_to_baseline": round(cpu[target] / cpu[BASELINE], 3),
+            "min_s": round(min(samples["wall"][target]), 4),
+            "min_cpu_s": round(min(samples["cpu"][target]), 4),
             **profiles[target],
         }
         for target in targets
