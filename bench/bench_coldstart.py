@@ -7,14 +7,14 @@
    compiled to unchecked-hash .pyc as devtools/lambda_build.mk does, and run with
    PYTHONDONTWRITEBYTECODE=1 (on Lambda the code directories are read-only). The requirements
    are pip-installed for this machine once per content, under .local/.
-2. hyperfine times ``python -S bench/coldstart_child.py``: a new interpreter that imports
+2. hyperfine times ``python -S -P bench/coldstart_child.py``: a new interpreter that imports
    ``app`` and handles one event against loopback services (the benchmark database, moto's S3
    server, the fake Titan at 0 ms). The baseline imports boto3 and lists S3 buckets. Each round
    runs every target once, in a rotated order, so load from elsewhere hits them all; the first
    round warms the page cache and is not counted. Medians of the wall time and of the CPU
    time (user + system: on a shared machine it moves far less), and ratios to the baseline's.
-3. Each target once more under ``python -X importtime`` (import time by top-level package)
-   and its peak RSS.
+3. Each target three more times (interleaved, medians) under ``python -X importtime``: import
+   time by top-level package; and its peak RSS.
 
 ``--compare REV`` also measures the functions and layer of git REV (targets ``name@REV``),
 interleaved with the current tree's. Writes bench/results/coldstart.json.

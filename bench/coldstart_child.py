@@ -1,10 +1,10 @@
-"""One cold start: ``python -S bench/coldstart_child.py TARGET EVENT_FILE DIR...``.
+"""One cold start: ``python -S -P bench/coldstart_child.py TARGET EVENT_FILE DIR...``.
 
 Puts DIR... first on ``sys.path`` (as Lambda puts /var/task, then /opt/python, then the runtime's
 boto3), imports ``app`` and handles the event once, like the Lambda runtime with
 ``Handler: app.lambda_handler``. TARGET ``baseline`` imports boto3 and makes one S3 ListBuckets
 call instead. Exits non-zero when the invocation did not do its job. Run as a script with
-``-S``: nothing of the checkout or the virtualenv is importable by accident.
+``-S -P``: nothing of the checkout or the virtualenv is importable by accident.
 
 Writes ``COLDSTART_BEGIN`` to stderr first (a ``-X importtime`` trace is cut there: what comes
 before is the interpreter's own start-up) and ``peak_rss_kib N`` last.
