@@ -190,25 +190,28 @@ def test_the_default_ef_search_finds_the_nearest_at_the_maximum_top_k(corpus, se
 
 
 def test_when_the_scan_bound_is_reached_the_exact_scan_answers(corpus, search_module, monkeypatch):
-    # Given an iterative scan bounded to a few tuples beyond its first batch (the bound is
-    # approximate and never cuts the first batch of ef_search), and a 30% filter
+    # Given every filter sent to the index (threshold 0), an iterative scan bounded to a few
+    # tuples beyond its first batch of 10, and a filter keeping 100 chunks (0.1%): finding
+    # them all would mean walking most of the graph
     _, store = search_module
+    monkeypatch.setattr(store, "EXACT_SCAN_MIN_ROWS", 0)
+    monkeypatch.setattr(store, "EXACT_SCAN_COST_RATIO", 0.0)
     monkeypatch.setattr(store, "MAX_SCAN_TUPLES", 10)
     literal = _query(4)
 
-    # When 100 results are asked for (about 700 tuples would have to be visited)
+    # When all 100 are asked for
     outcome = _search(
         store,
         literal,
         top_k=100,
         ef_search=10,
-        chunk_filter=store.ChunkFilter(company_id=THIRTY_PERCENT),
+        chunk_filter=store.ChunkFilter(company_id=TENTH_PERCENT),
     )
 
     # Then the short index answer is redone exactly: complete, and the exact nearest
     assert outcome.strategy == "index_then_exact"
     assert [hit.chunk_id for hit in outcome.hits] == _exact_ids(
-        literal, 100, f"jc.company_id = {THIRTY_PERCENT}"
+        literal, 100, f"jc.company_id = {TENTH_PERCENT}"
     )
 
 
