@@ -351,6 +351,8 @@ def deployed_code(
         function_out.mkdir(parents=True)
         for module in (tree / "functions" / name).glob("*.py"):
             shutil.copy2(module, function_out)
+        for init in (tree / "functions" / name).glob("*/__init__.py"):  # the function's package
+            _copy_without_bytecode(init.parent, function_out / init.parent.name)
         for requirements in own:
             _copy_without_bytecode(Path(requirements), function_out)
         if name == "migrate":

@@ -113,7 +113,10 @@ def run(
         from flex_shared import config, db
 
         app = load_function("search")
-        store, embedding = sys.modules["search_store"], sys.modules["search_embedding"]
+        store, embedding = (
+            sys.modules["flex_search.store"],
+            sys.modules["flex_search.query_embedding"],
+        )
         engine = db.get_engine()
         with engine.connect() as connection:
             results["pgvector"] = connection.execute(

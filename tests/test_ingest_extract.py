@@ -20,8 +20,8 @@ import pytest
 @pytest.fixture
 def ingest_modules(load_function: Callable[[str], ModuleType]) -> dict[str, ModuleType]:
     load_function("ingest_job")  # puts the function's directory on sys.path, as Lambda does
-    names = ("ingest_job_events", "ingest_job_extract", "ingest_job_documents")
-    return {name.removeprefix("ingest_job_"): importlib.import_module(name) for name in names}
+    names = ("events", "extract", "documents")
+    return {name: importlib.import_module(f"flex_ingest.{name}") for name in names}
 
 
 def _record(key: str, event_name: str = "ObjectCreated:Put", **obj: Any) -> dict[str, Any]:

@@ -45,7 +45,7 @@ KOREAN_JOB = (
 
 
 def sibling(name: str) -> ModuleType:
-    """A sibling module of the function's app.py (importable once ``load_function`` ran)."""
+    """A module of the function's package (importable once ``load_function`` ran)."""
     return importlib.import_module(name)
 
 
@@ -152,9 +152,9 @@ class Ingest:
 @pytest.fixture
 def ingest(load_function: Callable[[str], ModuleType], db_engine: Engine) -> Iterator[Ingest]:
     app = load_function("ingest_job")
-    ingest_job_source = sibling("ingest_job_source")
+    ingest_job_source = sibling("flex_ingest.source")
     buffer = io.StringIO()
-    handler = app.logger.registered_handler
+    handler = sibling("flex_ingest.handler").logger.registered_handler
     previous_stream = handler.setStream(buffer)
     with mock_aws():
         ingest_job_source.reset_s3_client()
@@ -202,7 +202,7 @@ class CountingEmbedder:
 
 @pytest.fixture
 def counting_embedder(monkeypatch: pytest.MonkeyPatch, ingest: Ingest) -> CountingEmbedder:
-    ingest_job_service = sibling("ingest_job_service")
+    ingest_job_service = sibling("flex_ingest.service")
     embedder = CountingEmbedder()
     monkeypatch.setattr(ingest_job_service, "get_embedder", lambda: embedder)
     return embedder
@@ -623,8 +623,8 @@ def test_deleting_an_old_version_keeps_the_current_job(ingest: Ingest) -> None:
 def test_concurrent_deliveries_of_one_key_make_one_job_with_whole_chunks(
     ingest: Ingest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ingest_job_events = sibling("ingest_job_events")
-    ingest_job_service = sibling("ingest_job_service")
+    ingest_job_events = sibling("flex_ingest.events")
+    ingest_job_service = sibling("flex_ingest.service")
 
     # Slow embedding so that both deliveries are past planning before either writes.
     embedder = CountingEmbedder(delay=0.3)
@@ -830,7 +830,7 @@ def test_object_over_the_size_limit_is_rejected_before_download(
 def test_transient_failure_raises_after_the_other_records_and_the_retry_completes(
     ingest: Ingest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ingest_job_service = sibling("ingest_job_service")
+    ingest_job_service = sibling("flex_ingest.service")
     throttled = {"on": True}
     embedder = CountingEmbedder(fail_when=lambda t: throttled["on"] and "Throttled" in t)
     monkeypatch.setattr(ingest_job_service, "get_embedder", lambda: embedder)
@@ -916,9 +916,9 @@ def test_delete_applied_between_plan_and_write_makes_the_upload_embed_again(
     ingest: Ingest, counting_embedder: CountingEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a live job, and an upload of the same content (sequencer 3) whose plan sees it live
-    ingest_job_service = sibling("ingest_job_service")
-    ingest_job_events = sibling("ingest_job_events")
-    ingest_job_store = sibling("ingest_job_store")
+    ingest_job_service = sibling("flex_ingest.service")
+    ingest_job_events = sibling("flex_ingest.events")
+    ingest_job_store = sibling("flex_ingest.store")
     first = ingest.put("jobs/1/dev.txt", "Dev\n\ntext")
     ingest.invoke(ingest.record("ObjectCreated:Put", "jobs/1/dev.txt", first))
     delete_sequencer, upload_sequencer = ingest.next_sequencer(), ingest.next_sequencer()

@@ -44,7 +44,7 @@ def corpus(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def search_module(load_function: Callable[[str], ModuleType]) -> tuple[ModuleType, ModuleType]:
     app = load_function("search")
-    return app, sys.modules["search_store"]
+    return app, sys.modules["flex_search.store"]
 
 
 def _query(number: int) -> str:
@@ -128,7 +128,7 @@ def test_filtered_searches_return_top_k_nearest_through_the_api(
     # Given filters keeping 30%, 1% and 0.1% of 100k chunks, and a query
     app, _ = search_module
     literal = _query(company % 7 + top_k)
-    cache = sys.modules["search_embedding"].QUERY_CACHE
+    cache = sys.modules["flex_search.query_embedding"].QUERY_CACHE
     cache.put(f"query for company {company}", Vector.from_text(literal).to_list())
 
     # When searching through the handler

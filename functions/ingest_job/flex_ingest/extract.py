@@ -1,7 +1,7 @@
 """Object bytes + S3 metadata -> the job to store, or a ``RejectedObject`` naming why not.
 
 Everything here is pure (no AWS, no database) so each format and each rejection is easy to
-test. PDF, DOCX and HTML parsing live in ``ingest_job_documents`` and are imported only when
+test. PDF, DOCX and HTML parsing live in ``flex_ingest.documents`` and are imported only when
 such a file arrives.
 """
 
@@ -93,15 +93,15 @@ def extract_job(key: str, body: bytes, user_metadata: Mapping[str, str]) -> Extr
     if suffix in TEXT_SUFFIXES:
         document = _Document(decode_text(body))
     else:
-        import ingest_job_documents  # PDF/DOCX/HTML parsers: only for those files
+        from flex_ingest import documents  # PDF/DOCX/HTML parsers: only for those files
 
         if suffix in HTML_SUFFIXES:
-            text, html_title = ingest_job_documents.html_text(decode_text(body))
+            text, html_title = documents.html_text(decode_text(body))
             document = _Document(text, html_title)
         elif suffix == ".pdf":
-            document = _Document(ingest_job_documents.pdf_text(body))
+            document = _Document(documents.pdf_text(body))
         else:
-            document = _Document(ingest_job_documents.docx_text(body))
+            document = _Document(documents.docx_text(body))
 
     description = normalize_text(document.text)
     if not description:

@@ -14,11 +14,11 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from ingest_job_events import IgnoredRecord, ObjectChange, is_test_event, parse_records
-from ingest_job_extract import RejectedObject
-from ingest_job_service import GONE, process_change
-from ingest_job_store import WriteResult
 
+from flex_ingest.events import IgnoredRecord, ObjectChange, is_test_event, parse_records
+from flex_ingest.extract import RejectedObject
+from flex_ingest.service import GONE, process_change
+from flex_ingest.store import WriteResult
 from flex_shared.config import get_settings
 from flex_shared.embeddings import deadline_from_context
 

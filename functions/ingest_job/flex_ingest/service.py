@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ingest_job_events import ChangeKind, ObjectChange, is_newer
-from ingest_job_extract import RejectedObject, RejectReason, extract_job
-from ingest_job_source import ObjectGone, fetch_object, too_large
-from ingest_job_store import (
+from flex_ingest.events import ChangeKind, ObjectChange, is_newer
+from flex_ingest.extract import RejectedObject, RejectReason, extract_job
+from flex_ingest.source import ObjectGone, fetch_object, too_large
+from flex_ingest.store import (
     EmbeddedChunks,
     Outcome,
     WriteResult,
@@ -20,7 +20,6 @@ from ingest_job_store import (
     apply_upsert,
     load_state,
 )
-
 from flex_shared.chunking import chunk_text
 from flex_shared.config import get_settings
 from flex_shared.embeddings import Embedder, EmbeddingInputError, get_embedder

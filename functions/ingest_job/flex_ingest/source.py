@@ -9,7 +9,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from ingest_job_extract import RejectedObject, RejectReason
+
+from flex_ingest.extract import RejectedObject, RejectReason
 
 _GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
 

@@ -17,11 +17,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ingest_job_events import ObjectChange, is_newer
-from ingest_job_extract import ExtractedJob
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from flex_ingest.events import ObjectChange, is_newer
+from flex_ingest.extract import ExtractedJob
 from flex_shared.db import connection_transaction
 
 _COPY_CHUNKS = (

@@ -15,24 +15,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from interview_results_service import (
-    create_interview,
-    create_question,
-    get_interview,
-    get_question,
-    list_questions,
-    list_results,
-    save_result,
-    update_interview,
-)
-from interview_results_summary import summarize
 from pydantic import BaseModel
 
-from flex_shared.api import create_resolver
-from flex_shared.config import get_settings
-from flex_shared.db import connection_transaction
-from flex_shared.errors import InvalidInput
-from flex_shared.schemas.interviews import (
+from flex_interviews.schemas import (
     INT32_MAX,
     QUESTION_TYPE_MAX_LENGTH,
     CreateInterviewRequest,
@@ -45,6 +30,21 @@ from flex_shared.schemas.interviews import (
     ResultRequest,
     UpdateInterviewRequest,
 )
+from flex_interviews.service import (
+    create_interview,
+    create_question,
+    get_interview,
+    get_question,
+    list_questions,
+    list_results,
+    save_result,
+    update_interview,
+)
+from flex_interviews.summary import summarize
+from flex_shared.api import create_resolver
+from flex_shared.config import get_settings
+from flex_shared.db import connection_transaction
+from flex_shared.errors import InvalidInput
 
 logger = Logger()
 get_settings()  # a misconfigured deployment fails at start-up, naming the variable

@@ -22,9 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from ..api import ApiModel
-from ..statuses import InterviewStatus
-from ..timeutil import UtcDatetime
+from flex_shared.api import ApiModel
+from flex_shared.statuses import InterviewStatus
+from flex_shared.timeutil import UtcDatetime
 
 INT32_MAX = 2_147_483_647
 QUESTION_TYPE_MAX_LENGTH = 50  # questions.question_type is VARCHAR(50)

@@ -14,14 +14,14 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, RowMapping
 
-from flex_shared.errors import Conflict, InvalidInput, NotFound
-from flex_shared.schemas.interviews import (
+from flex_interviews.schemas import (
     INT32_MAX,
     CreateInterviewRequest,
     CreateQuestionRequest,
     ResultRequest,
     UpdateInterviewRequest,
 )
+from flex_shared.errors import Conflict, InvalidInput, NotFound
 from flex_shared.statuses import InterviewStatus
 
 ALLOWED_TRANSITIONS: dict[InterviewStatus, frozenset[InterviewStatus]] = {

@@ -28,9 +28,9 @@ except ConfigError:
     # (the error is raised again by the first get_settings() of each invocation).
     logger.exception("invalid configuration")
 
-_HERE = Path(__file__).resolve().parent
+_TASK_ROOT = Path(__file__).resolve().parents[1]  # where app.py is (/var/task on Lambda)
 # Packaged next to app.py by the build; in a checkout it is the repository's migrations/.
-_MIGRATIONS_DIRS = (_HERE / "migrations", _HERE.parents[1] / "migrations")
+_MIGRATIONS_DIRS = (_TASK_ROOT / "migrations", _TASK_ROOT.parents[1] / "migrations")
 # Any constant shared by every migration runner: concurrent runs queue instead of racing.
 _MIGRATION_LOCK_KEY = 0x666C6578  # "flex"
 # A custom-resource request is answered FAILED this long before the Lambda would time out

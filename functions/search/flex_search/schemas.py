@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictInt, StrictStr, field_validator
 
-from ..api import ApiModel
-from ..timeutil import UtcDatetime
+from flex_shared.api import ApiModel
+from flex_shared.timeutil import UtcDatetime
 
 Metric = Literal["cosine", "l2", "inner_product"]
 

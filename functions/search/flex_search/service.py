@@ -9,13 +9,13 @@ from __future__ import annotations
 from datetime import UTC
 
 from aws_lambda_powertools import Logger
-from search_embedding import query_vector_literal
-from search_store import ChunkFilter, ChunkHit, Metric, find_job, search_chunks
 
+from flex_search.query_embedding import query_vector_literal
+from flex_search.schemas import JobResponse, SearchRequest, SearchResponse, SearchResult
+from flex_search.store import ChunkFilter, ChunkHit, Metric, find_job, search_chunks
 from flex_shared.config import get_settings
 from flex_shared.db import connection_transaction
 from flex_shared.errors import DependencyUnavailable, FlexError, NotFound
-from flex_shared.schemas.search import JobResponse, SearchRequest, SearchResponse, SearchResult
 
 logger = Logger(child=True)
 
