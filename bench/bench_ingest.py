@@ -168,9 +168,9 @@ def _copy_baseline(bodies: dict[str, str]) -> dict[str, Any]:
     embedder = get_embedder()
     documents, vectors = _baseline_rows(bodies)
     _truncate()
-    with db.transaction() as session:
+    with db.connection_transaction() as connection:
         job_ids = [
-            session.execute(
+            connection.execute(
                 text(
                     "INSERT INTO jobs (company_id, title, description, source_bucket, source_key)"
                     " VALUES (:company, 'bench', :description, :bucket, :key) RETURNING id"

@@ -224,7 +224,7 @@ def run(
         for i in range(queries):
             started = time.perf_counter()
             vector = embedder.embed_query(f"{sample_queries[i % 4]} {i}")
-            Vector(vector).to_text()
+            db.vector_literal(vector)
             embed_ms.append((time.perf_counter() - started) * 1000)
         results["query_embedding"] = {"provider": embedder.model_id, **_percentiles(embed_ms)}
 

@@ -243,7 +243,8 @@ def test_html_with_only_invisible_content_is_empty(ingest_modules: dict[str, Mod
 
 @pytest.mark.parametrize("value", ["ten", "0", "-5", str(2 * 1024**3)])
 def test_bad_object_size_limit_fails_at_start_naming_the_variable(value: str) -> None:
-    from flex_shared.config import ConfigError, load_settings
+    from flex_shared.config import load_settings
+    from flex_shared.errors import ConfigError
 
     with pytest.raises(ConfigError, match="INGEST_MAX_OBJECT_BYTES"):
         load_settings({"DATABASE_URL": "postgresql://u@h/db", "INGEST_MAX_OBJECT_BYTES": value})

@@ -18,8 +18,9 @@ from email.header import decode_header, make_header
 from enum import StrEnum
 from typing import Any
 
+from flex_shared.schemas import INT4_MAX
+
 TITLE_MAX_CHARS = 500  # jobs.title is VARCHAR(500)
-_INT32_MAX = 2**31 - 1
 _KEY_COMPANY = re.compile(r"^jobs/(\d+)/.+")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # tab, newlines, VT, FF are text
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
@@ -207,9 +208,9 @@ def _parse_company_id(value: object, source: str) -> int:
         raise RejectedObject(
             RejectReason.INVALID_COMPANY_ID, f"{source} {value!r} is not an integer"
         )
-    if not 1 <= value <= _INT32_MAX:
+    if not 1 <= value <= INT4_MAX:
         raise RejectedObject(
-            RejectReason.INVALID_COMPANY_ID, f"{source} {value} is outside 1..{_INT32_MAX}"
+            RejectReason.INVALID_COMPANY_ID, f"{source} {value} is outside 1..{INT4_MAX}"
         )
     return value
 

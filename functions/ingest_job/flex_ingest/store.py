@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from flex_ingest.events import ObjectChange, is_newer
 from flex_ingest.extract import ExtractedJob
-from flex_shared.db import connection_transaction
+from flex_shared.db import connection_transaction, vector_literal
 
 _COPY_CHUNKS = (
     "COPY job_chunks (job_id, chunk_index, chunk_text, embedding, company_id,"
@@ -220,12 +220,6 @@ def apply_removal(change: ObjectChange) -> Outcome:
             text("DELETE FROM job_chunks WHERE job_id = :job_id"), {"job_id": state.job_id}
         )
         return Outcome(WriteResult.REMOVED, state.job_id)
-
-
-def vector_literal(vector: Sequence[float]) -> str:
-    """pgvector's text form ``[x,y,...]``; ``float.__repr__`` round-trips exactly and fails
-    loudly on anything that is not a float."""
-    return "[" + ",".join(map(float.__repr__, vector)) + "]"
 
 
 def copy_rows(job_id: int, company_id: int, chunks: EmbeddedChunks, first_index: int = 0) -> bytes:

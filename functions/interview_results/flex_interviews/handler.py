@@ -18,7 +18,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from flex_interviews.schemas import (
-    INT32_MAX,
     QUESTION_TYPE_MAX_LENGTH,
     CreateInterviewRequest,
     CreateQuestionRequest,
@@ -45,6 +44,7 @@ from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
 from flex_shared.db import connection_transaction
 from flex_shared.errors import InvalidInput
+from flex_shared.schemas import INT4_MAX
 
 logger = Logger()
 get_settings()  # a misconfigured deployment fails at start-up, naming the variable
@@ -128,12 +128,12 @@ def post_question(body: CreateQuestionRequest) -> Response[str]:
 
 @app.get("/questions")
 def read_questions(
-    job_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
+    job_id: Annotated[int | None, Query(ge=1, le=INT4_MAX)] = None,
     question_type: Annotated[
         str | None, Query(min_length=1, max_length=QUESTION_TYPE_MAX_LENGTH)
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    after_id: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=INT4_MAX)] = 0,
 ) -> Response[str]:
     # A misspelt filter (?jobid=3) would otherwise be ignored and list every question.
     given = app.current_event.query_string_parameters or {}

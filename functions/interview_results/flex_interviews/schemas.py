@@ -1,7 +1,7 @@
 """Request and response models of the interview API (sessions, results, question templates).
 
 Request models are strict: a string is not a number, ``true`` is not a score, unknown fields and
-NaN/Infinity are rejected (see :class:`flex_shared.api.ApiModel`). Integers are bounded to the
+NaN/Infinity are rejected (see :class:`flex_shared.schemas.ApiModel`). Integers are bounded to the
 columns' ``INTEGER`` range and strings may not hold NUL, which PostgreSQL cannot store: a bad
 value is the caller's 422, never the database's 500.
 """
@@ -22,11 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from flex_shared.api import ApiModel
+from flex_shared.schemas import INT4_MAX, ApiModel, DatabaseId, UtcDatetime
 from flex_shared.statuses import InterviewStatus
-from flex_shared.timeutil import UtcDatetime
 
-INT32_MAX = 2_147_483_647
 QUESTION_TYPE_MAX_LENGTH = 50  # questions.question_type is VARCHAR(50)
 SCORE_FIELDS = ("logic_score", "relevance_score", "technical_score", "communication_score")
 """The component scores; ``overall_score`` defaults to their mean."""
@@ -70,7 +68,6 @@ QuestionType = Annotated[
 ]
 Json = Annotated[JsonValue, AfterValidator(_no_nul)]
 JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_no_nul)]
-Id = Annotated[int, Field(ge=1, le=INT32_MAX)]
 Score = Annotated[float, Field(ge=0, le=100)]
 Keyword = Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
 
@@ -91,13 +88,13 @@ def _reject_explicit_null(value: Any) -> Any:
 
 
 class CreateInterviewRequest(_Request):
-    applicant_id: Id
-    job_id: Id
+    applicant_id: DatabaseId
+    job_id: DatabaseId
 
 
 class UpdateInterviewRequest(_Request):
     status: InterviewStatus | None = Field(default=None, strict=False)
-    current_question_index: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None
+    current_question_index: Annotated[int, Field(ge=0, le=INT4_MAX)] | None = None
 
     _no_null = field_validator("status", "current_question_index", mode="before")(
         _reject_explicit_null
@@ -131,7 +128,7 @@ class ResultRequest(_Request):
     """One analysed answer. A second post for the same ``question_id`` replaces the first
     entirely (fields left out become null), it does not merge."""
 
-    question_id: Annotated[int, Field(ge=0, le=INT32_MAX)]
+    question_id: Annotated[int, Field(ge=0, le=INT4_MAX)]
     question_text: Text | None = None
     stt_full_text: Text | None = None
     logic_score: Score | None = None
@@ -210,7 +207,7 @@ class InterviewResultsOut(BaseModel):
 
 
 class CreateQuestionRequest(_Request):
-    job_id: Id | None = None
+    job_id: DatabaseId | None = None
     question_type: QuestionType
     question_text: NonBlankText
     expected_keywords: Json = None

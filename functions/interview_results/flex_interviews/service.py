@@ -15,13 +15,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, RowMapping
 
 from flex_interviews.schemas import (
-    INT32_MAX,
     CreateInterviewRequest,
     CreateQuestionRequest,
     ResultRequest,
     UpdateInterviewRequest,
 )
 from flex_shared.errors import Conflict, InvalidInput, NotFound
+from flex_shared.schemas import INT4_MAX
 from flex_shared.statuses import InterviewStatus
 
 ALLOWED_TRANSITIONS: dict[InterviewStatus, frozenset[InterviewStatus]] = {
@@ -88,7 +88,7 @@ def _jsonb(value: Any) -> str | None:
 def _require_id(resource: str, identifier: int) -> None:
     # An id outside the column's range cannot exist; answer 404 without asking the database
     # (which would reject the parameter as out of range).
-    if not 1 <= identifier <= INT32_MAX:
+    if not 1 <= identifier <= INT4_MAX:
         raise NotFound(resource, identifier)
 
 

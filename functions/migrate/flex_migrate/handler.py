@@ -17,8 +17,9 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sqlalchemy import text
 
-from flex_shared.config import ConfigError, get_settings
+from flex_shared.config import get_settings
 from flex_shared.db import get_engine
+from flex_shared.errors import ConfigError
 
 logger = Logger(service="migrate")
 try:

@@ -14,11 +14,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from flex_search.schemas import INT4_MAX, SearchRequest
+from flex_search.schemas import SearchRequest
 from flex_search.service import read_job, search
 from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
 from flex_shared.embeddings import deadline_from_context
+from flex_shared.schemas import INT4_MAX
 
 get_settings()  # a misconfigured deployment fails at start-up, naming the variable
 logger = Logger()

@@ -10,25 +10,15 @@ from datetime import UTC
 
 from aws_lambda_powertools import Logger
 
+from flex_search.distance import Metric, similarity
 from flex_search.query_embedding import query_vector_literal
 from flex_search.schemas import JobResponse, SearchRequest, SearchResponse, SearchResult
-from flex_search.store import ChunkFilter, ChunkHit, Metric, find_job, search_chunks
+from flex_search.store import ChunkFilter, ChunkHit, find_job, search_chunks
 from flex_shared.config import get_settings
 from flex_shared.db import connection_transaction
 from flex_shared.errors import DependencyUnavailable, FlexError, NotFound
 
 logger = Logger(child=True)
-
-
-def similarity(metric: Metric, distance: float) -> float:
-    """Cosine similarity from the operator's value, valid for unit-length vectors:
-    cosine ``1 - d``; L2 ``1 - d**2 / 2`` (``|a - b|**2 = 2 - 2 cos``); inner product ``-d``
-    (``<#>`` is the negative inner product, which equals the cosine for unit vectors)."""
-    if metric == "cosine":
-        return 1.0 - distance
-    if metric == "l2":
-        return 1.0 - distance * distance / 2.0
-    return -distance
 
 
 def _embed(query: str, deadline: float | None) -> str:
