@@ -918,7 +918,6 @@ def test_delete_applied_between_plan_and_write_makes_the_upload_embed_again(
     # Given a live job, and an upload of the same content (sequencer 3) whose plan sees it live
     ingest_job_service = sibling("flex_ingest.service")
     ingest_job_events = sibling("flex_ingest.events")
-    ingest_job_store = sibling("flex_ingest.store")
     first = ingest.put("jobs/1/dev.txt", "Dev\n\ntext")
     ingest.invoke(ingest.record("ObjectCreated:Put", "jobs/1/dev.txt", first))
     delete_sequencer, upload_sequencer = ingest.next_sequencer(), ingest.next_sequencer()
@@ -930,7 +929,7 @@ def test_delete_applied_between_plan_and_write_makes_the_upload_embed_again(
         removal = ingest_job_events.parse_record(
             ingest.record("ObjectRemoved:Delete", key, delete_sequencer)
         )
-        assert ingest_job_store.apply_removal(removal).result.value == "removed"
+        assert ingest_job_service.remove(removal).outcome.value == "removed"
         return state
 
     monkeypatch.setattr(ingest_job_service, "load_state", load_state_then_concurrent_delete)

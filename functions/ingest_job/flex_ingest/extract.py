@@ -15,9 +15,9 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
-from enum import StrEnum
 from typing import Any
 
+from flex_ingest.rejections import RejectedObject, RejectReason
 from flex_shared.schemas import INT4_MAX
 
 TITLE_MAX_CHARS = 500  # jobs.title is VARCHAR(500)
@@ -29,28 +29,6 @@ _SPACES = re.compile(r"\s+")
 TEXT_SUFFIXES = (".txt", ".md")
 HTML_SUFFIXES = (".html", ".htm")
 SUPPORTED_SUFFIXES = (".json", *TEXT_SUFFIXES, *HTML_SUFFIXES, ".pdf", ".docx")
-
-
-class RejectReason(StrEnum):
-    UNSUPPORTED_TYPE = "unsupported_type"
-    TOO_LARGE = "too_large"
-    EMPTY = "empty"
-    UNDECODABLE = "undecodable"
-    CORRUPT = "corrupt"
-    INVALID_JSON = "invalid_json"
-    MISSING_COMPANY_ID = "missing_company_id"
-    INVALID_COMPANY_ID = "invalid_company_id"
-    MISSING_TITLE = "missing_title"
-    INVALID_TITLE = "invalid_title"
-
-
-class RejectedObject(Exception):
-    """The object can never become a job; retrying will not help."""
-
-    def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flex_ingest.events import IgnoredRecord, ObjectChange, is_test_event, parse_records
-from flex_ingest.extract import RejectedObject
-from flex_ingest.service import GONE, process_change
-from flex_ingest.store import WriteResult
+from flex_ingest.outcomes import Outcome
+from flex_ingest.rejections import RejectedObject
+from flex_ingest.service import process_change
 from flex_shared.config import get_settings
 from flex_shared.embeddings import deadline_from_context
 
@@ -49,7 +49,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     records = parse_records(event)
     metrics.add_metric(name="RecordsReceived", unit=MetricUnit.Count, value=len(records))
     deadline = deadline_from_context(context, reserve_seconds=DEADLINE_SAFETY_MARGIN_SECONDS)
-    outcomes: list[str] = []
+    outcomes: list[Outcome] = []
     failures: list[str] = []
     for record in records:
         if isinstance(record, IgnoredRecord):
@@ -57,19 +57,19 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 "record ignored",
                 extra={"reason": record.reason, "event_name": record.event_name, "key": record.key},
             )
-            outcomes.append("ignored")
+            outcomes.append(Outcome.IGNORED)
             continue
         outcome = _process(record, deadline, context)
         outcomes.append(outcome)
-        if outcome == "failed":
+        if outcome is Outcome.FAILED:
             failures.append(record.key)
     logger.set_correlation_id(context.aws_request_id)
     if failures:
         raise IngestionFailed(f"{len(failures)} of {len(records)} records failed: {failures}")
-    return {"records": len(records), "outcomes": outcomes}
+    return {"records": len(records), "outcomes": [outcome.value for outcome in outcomes]}
 
 
-def _process(change: ObjectChange, deadline: float | None, context: LambdaContext) -> str:
+def _process(change: ObjectChange, deadline: float | None, context: LambdaContext) -> Outcome:
     logger.set_correlation_id(change.request_id or context.aws_request_id)
     where = {
         "bucket": change.bucket,
@@ -85,11 +85,11 @@ def _process(change: ObjectChange, deadline: float | None, context: LambdaContex
             extra={**where, "reason": rejected.reason.value, "detail": rejected.detail},
         )
         metrics.add_metric(name="DocumentsRejected", unit=MetricUnit.Count, value=1)
-        return "rejected"
+        return Outcome.REJECTED
     except Exception:
         logger.exception("record failed; the event will be retried", extra=where)
         metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=1)
-        return "failed"
+        return Outcome.FAILED
 
     logger.info(
         "record processed",
@@ -100,7 +100,7 @@ def _process(change: ObjectChange, deadline: float | None, context: LambdaContex
             "chunks_written": report.chunks_written,
         },
     )
-    if report.outcome in (WriteResult.WRITTEN, WriteResult.KEPT_CHUNKS):
+    if report.outcome in (Outcome.WRITTEN, Outcome.KEPT_CHUNKS):
         metrics.add_metric(name="DocumentsIngested", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="ChunksWritten", unit=MetricUnit.Count, value=report.chunks_written)
         if report.chunks_written:
@@ -111,8 +111,8 @@ def _process(change: ObjectChange, deadline: float | None, context: LambdaContex
             )
         else:
             metrics.add_metric(name="EmbeddingsReused", unit=MetricUnit.Count, value=1)
-    elif report.outcome == WriteResult.REMOVED:
+    elif report.outcome is Outcome.REMOVED:
         metrics.add_metric(name="DocumentsRemoved", unit=MetricUnit.Count, value=1)
-    elif report.outcome in (WriteResult.STALE, GONE):
+    elif report.outcome in (Outcome.STALE, Outcome.GONE):
         metrics.add_metric(name="EventsSkipped", unit=MetricUnit.Count, value=1)
-    return str(report.outcome)
+    return report.outcome

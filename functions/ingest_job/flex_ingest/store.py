@@ -1,10 +1,6 @@
-"""Jobs and chunks in PostgreSQL: short transactions, a locked job row, chunks by COPY.
-
-The embedder is never called while a transaction is open: the caller reads the state, does the
-slow work, then calls ``apply_upsert`` which locks the job row (or creates it with
-``INSERT ... ON CONFLICT``), checks the sequencer again, and writes the job and all its chunks
-in one transaction. Two deliveries of one key therefore serialise on the row lock: one job,
-never interleaved chunks.
+"""Jobs and chunks in PostgreSQL: SQL only, on the caller's connection and transaction (the
+service owns them). Chunks are written by COPY: pg8000's ``executemany`` would send one INSERT
+per row.
 """
 
 from __future__ import annotations
@@ -14,15 +10,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from flex_ingest.events import ObjectChange, is_newer
+from flex_ingest.events import ObjectChange
 from flex_ingest.extract import ExtractedJob
-from flex_shared.db import connection_transaction, vector_literal
+from flex_shared.db import vector_literal
 
 _COPY_CHUNKS = (
     "COPY job_chunks (job_id, chunk_index, chunk_text, embedding, company_id,"
@@ -42,6 +37,8 @@ _SELECT_STATE = """
 
 @dataclass(frozen=True)
 class JobState:
+    """What is stored for one S3 key."""
+
     job_id: int
     company_id: int
     sequencer: str | None
@@ -49,14 +46,6 @@ class JobState:
     content_sha256: str | None
     deleted_at: datetime | None
     embedding_model: str | None
-
-    def can_keep_chunks(self, content_sha256: str, model_id: str) -> bool:
-        """The live chunks already embed exactly this text with this model."""
-        return (
-            self.deleted_at is None
-            and self.content_sha256 == content_sha256
-            and self.embedding_model == model_id
-        )
 
 
 @dataclass(frozen=True)
@@ -67,24 +56,8 @@ class EmbeddedChunks:
     dimensions: int
 
 
-class WriteResult(StrEnum):
-    WRITTEN = "written"  # job and new chunks stored
-    KEPT_CHUNKS = "kept_chunks"  # job row updated, content unchanged: no re-embedding
-    STALE = "stale"  # an equal or newer event for the key was applied already
-    NEEDS_EMBEDDINGS = "needs_embeddings"  # state changed since the plan: embed, then retry
-    REMOVED = "removed"
-    NOTHING_TO_REMOVE = "nothing_to_remove"
-    OTHER_VERSION = "other_version"  # a non-current version was purged; the job stands
-
-
-@dataclass(frozen=True)
-class Outcome:
-    result: WriteResult
-    job_id: int | None = None
-    chunks_written: int = 0
-
-
-def _state(connection: Connection, bucket: str, key: str, *, lock: bool) -> JobState | None:
+def job_state(connection: Connection, bucket: str, key: str, *, lock: bool) -> JobState | None:
+    """The key's job, if any; ``lock``: its row locked (FOR UPDATE) until the transaction ends."""
     sql = _SELECT_STATE + (" FOR UPDATE OF j" if lock else "")
     row = connection.execute(text(sql), {"bucket": bucket, "key": key}).first()
     if row is None:
@@ -98,12 +71,6 @@ def _state(connection: Connection, bucket: str, key: str, *, lock: bool) -> JobS
         deleted_at=row.deleted_at,
         embedding_model=row.embedding_model,
     )
-
-
-def load_state(bucket: str, key: str) -> JobState | None:
-    """What is stored for the key now (no lock: only to plan the slow work)."""
-    with connection_transaction() as connection:
-        return _state(connection, bucket, key, lock=False)
 
 
 def _job_params(change: ObjectChange, job: ExtractedJob, version_id: str | None) -> dict[str, Any]:
@@ -120,106 +87,76 @@ def _job_params(change: ObjectChange, job: ExtractedJob, version_id: str | None)
     }
 
 
-def apply_upsert(
+def insert_job(
+    connection: Connection, change: ObjectChange, job: ExtractedJob, version_id: str | None
+) -> int | None:
+    """A new job for the change's key; None when another delivery created it first (its
+    transaction has committed, so the row can now be locked)."""
+    job_id = connection.execute(
+        text(
+            """
+            INSERT INTO jobs (company_id, title, description, source_bucket, source_key,
+                              source_version_id, source_sequencer, content_sha256,
+                              source_metadata)
+            VALUES (:company_id, :title, :description, :bucket, :key, :version_id,
+                    :sequencer, :sha, CAST(:metadata AS JSONB))
+            ON CONFLICT (source_bucket, source_key) DO NOTHING
+            RETURNING id
+            """
+        ),
+        _job_params(change, job, version_id),
+    ).scalar()
+    return None if job_id is None else int(job_id)
+
+
+def update_job(
+    connection: Connection,
+    job_id: int,
     change: ObjectChange,
     job: ExtractedJob,
     version_id: str | None,
-    chunks: EmbeddedChunks | None,
-    model_id: str,
-) -> Outcome:
-    """Store ``job`` for the change's key in one transaction, if the change is still the
-    newest. ``chunks`` may be None when the plan found the content unchanged; if the state
-    moved meanwhile the answer is ``NEEDS_EMBEDDINGS`` and nothing is written."""
-    params = _job_params(change, job, version_id)
-    with connection_transaction() as connection:
-        state = _state(connection, change.bucket, change.key, lock=True)
-        if state is None:
-            if chunks is None:
-                return Outcome(WriteResult.NEEDS_EMBEDDINGS)
-            job_id = connection.execute(
-                text(
-                    """
-                    INSERT INTO jobs (company_id, title, description, source_bucket, source_key,
-                                      source_version_id, source_sequencer, content_sha256,
-                                      source_metadata)
-                    VALUES (:company_id, :title, :description, :bucket, :key, :version_id,
-                            :sequencer, :sha, CAST(:metadata AS JSONB))
-                    ON CONFLICT (source_bucket, source_key) DO NOTHING
-                    RETURNING id
-                    """
-                ),
-                params,
-            ).scalar()
-            if job_id is not None:
-                copy_chunks(connection, job_id, job.company_id, chunks)
-                return Outcome(WriteResult.WRITTEN, job_id, len(chunks.texts))
-            # Another delivery created the row first; its commit released it: lock it.
-            state = _state(connection, change.bucket, change.key, lock=True)
-            assert state is not None
-
-        if not is_newer(change.sequencer, state.sequencer):
-            return Outcome(WriteResult.STALE, state.job_id)
-        keep = state.can_keep_chunks(job.content_sha256, model_id)
-        if chunks is None and not keep:
-            return Outcome(WriteResult.NEEDS_EMBEDDINGS, state.job_id)
-
-        connection.execute(
-            text(
-                """
-                UPDATE jobs SET company_id = :company_id, title = :title,
-                       description = :description, source_version_id = :version_id,
-                       source_sequencer = COALESCE(:sequencer, source_sequencer),
-                       content_sha256 = :sha, source_metadata = CAST(:metadata AS JSONB),
-                       deleted_at = NULL
-                WHERE id = :job_id
-                """
-            ),
-            {**params, "job_id": state.job_id},
-        )
-        if chunks is None:
-            if state.company_id != job.company_id:  # the denormalised copy follows the job
-                connection.execute(
-                    text("UPDATE job_chunks SET company_id = :company_id WHERE job_id = :job_id"),
-                    {"company_id": job.company_id, "job_id": state.job_id},
-                )
-            return Outcome(WriteResult.KEPT_CHUNKS, state.job_id)
-        connection.execute(
-            text("DELETE FROM job_chunks WHERE job_id = :job_id"), {"job_id": state.job_id}
-        )
-        copy_chunks(connection, state.job_id, job.company_id, chunks)
-        return Outcome(WriteResult.WRITTEN, state.job_id, len(chunks.texts))
+) -> None:
+    """The job row takes the change's content and source, back in search (``deleted_at``
+    cleared); a change without a sequencer keeps the stored one."""
+    connection.execute(
+        text(
+            """
+            UPDATE jobs SET company_id = :company_id, title = :title,
+                   description = :description, source_version_id = :version_id,
+                   source_sequencer = COALESCE(:sequencer, source_sequencer),
+                   content_sha256 = :sha, source_metadata = CAST(:metadata AS JSONB),
+                   deleted_at = NULL
+            WHERE id = :job_id
+            """
+        ),
+        {**_job_params(change, job, version_id), "job_id": job_id},
+    )
 
 
-def apply_removal(change: ObjectChange) -> Outcome:
-    """Take the key's job out of search: ``deleted_at`` set, chunks deleted. The job row
-    stays (interview sessions reference it) and remembers the delete's sequencer, so a late
-    older ``ObjectCreated`` changes nothing and a newer upload revives the same id."""
-    with connection_transaction() as connection:
-        state = _state(connection, change.bucket, change.key, lock=True)
-        if state is None:
-            return Outcome(WriteResult.NOTHING_TO_REMOVE)
-        if not is_newer(change.sequencer, state.sequencer):
-            return Outcome(WriteResult.STALE, state.job_id)
-        if (
-            change.purges_one_version
-            and state.version_id is not None
-            and change.version_id != state.version_id
-        ):
-            return Outcome(WriteResult.OTHER_VERSION, state.job_id)
-        connection.execute(
-            text(
-                """
-                UPDATE jobs SET deleted_at = COALESCE(deleted_at, timezone('utc', now())),
-                       source_sequencer = COALESCE(:sequencer, source_sequencer)
-                WHERE id = :job_id
-                """
-            ),
-            {"sequencer": change.sequencer, "job_id": state.job_id},
-        )
-        connection.execute(
-            text("DELETE FROM job_chunks WHERE job_id = :job_id"), {"job_id": state.job_id}
-        )
-        return Outcome(WriteResult.REMOVED, state.job_id)
+def set_chunks_company(connection: Connection, job_id: int, company_id: int) -> None:
+    """The chunks' denormalised copy of the job's company follows the job."""
+    connection.execute(
+        text("UPDATE job_chunks SET company_id = :company_id WHERE job_id = :job_id"),
+        {"company_id": company_id, "job_id": job_id},
+    )
+
+
+def delete_chunks(connection: Connection, job_id: int) -> None:
+    connection.execute(text("DELETE FROM job_chunks WHERE job_id = :job_id"), {"job_id": job_id})
+
+
+def mark_removed(connection: Connection, job_id: int, sequencer: str | None) -> None:
+    """``deleted_at`` set (kept if already set); the delete's sequencer remembered."""
+    connection.execute(
+        text(
+            """
+            UPDATE jobs SET deleted_at = COALESCE(deleted_at, timezone('utc', now())),
+                   source_sequencer = COALESCE(:sequencer, source_sequencer)
+            WHERE id = :job_id
+            """
+        ),
+        {"sequencer": sequencer, "job_id": job_id},
+    )
 
 
 def copy_rows(job_id: int, company_id: int, chunks: EmbeddedChunks, first_index: int = 0) -> bytes:
