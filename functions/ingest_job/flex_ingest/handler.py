@@ -15,10 +15,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from flex_ingest import service
 from flex_ingest.events import IgnoredRecord, ObjectChange, is_test_event, parse_records
 from flex_ingest.outcomes import Outcome
 from flex_ingest.rejections import RejectedObject
-from flex_ingest.service import process_change
 from flex_shared.config import get_settings
 from flex_shared.embeddings import deadline_from_context
 
@@ -78,7 +78,7 @@ def _process(change: ObjectChange, deadline: float | None, context: LambdaContex
         "sequencer": change.sequencer,
     }
     try:
-        report = process_change(change, deadline)
+        report = service.process_change(change, deadline)
     except RejectedObject as rejected:
         logger.warning(
             "object rejected",

@@ -1,7 +1,8 @@
 """API Gateway (REST, proxy) Lambda: interview sessions, their results and question templates.
 
-Handlers are thin: Powertools validates the request against the layer's pydantic models, the
-domain module does the work inside one transaction, the answer is the response model as JSON.
+Handlers are thin: Powertools validates the request against the function's pydantic models,
+the service does the work (one transaction per request), the answer is its response model as
+JSON.
 Transcripts and feedback are personal data: nothing here logs a request or result body.
 """
 
@@ -17,32 +18,16 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
+from flex_interviews import service
 from flex_interviews.schemas import (
     QUESTION_TYPE_MAX_LENGTH,
     CreateInterviewRequest,
     CreateQuestionRequest,
-    InterviewOut,
-    InterviewResultsOut,
-    QuestionListOut,
-    QuestionOut,
-    ResultOut,
     ResultRequest,
     UpdateInterviewRequest,
 )
-from flex_interviews.service import (
-    create_interview,
-    create_question,
-    get_interview,
-    get_question,
-    list_questions,
-    list_results,
-    save_result,
-    update_interview,
-)
-from flex_interviews.summary import summarize
 from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
-from flex_shared.db import connection_transaction
 from flex_shared.errors import InvalidInput
 from flex_shared.schemas import INT4_MAX
 
@@ -66,23 +51,17 @@ def _json(status: int, model: BaseModel) -> Response[str]:
 
 @app.post("/interviews")
 def post_interview(body: CreateInterviewRequest) -> Response[str]:
-    with connection_transaction() as connection:
-        interview = create_interview(connection, body)
-        return _json(HTTPStatus.CREATED, InterviewOut.model_validate(interview))
+    return _json(HTTPStatus.CREATED, service.create_interview(body))
 
 
 @app.get("/interviews/<interview_id>")
 def read_interview(interview_id: int) -> Response[str]:
-    with connection_transaction() as connection:
-        interview = get_interview(connection, interview_id)
-        return _json(HTTPStatus.OK, InterviewOut.model_validate(interview))
+    return _json(HTTPStatus.OK, service.get_interview(interview_id))
 
 
 @app.patch("/interviews/<interview_id>")
 def patch_interview(interview_id: int, body: UpdateInterviewRequest) -> Response[str]:
-    with connection_transaction() as connection:
-        interview = update_interview(connection, interview_id, body)
-        return _json(HTTPStatus.OK, InterviewOut.model_validate(interview))
+    return _json(HTTPStatus.OK, service.update_interview(interview_id, body))
 
 
 # --- results -----------------------------------------------------------------------------
@@ -90,9 +69,7 @@ def patch_interview(interview_id: int, body: UpdateInterviewRequest) -> Response
 
 @app.post("/interviews/<interview_id>/results")
 def post_result(interview_id: int, body: ResultRequest) -> Response[str]:
-    with connection_transaction() as connection:
-        result, inserted = save_result(connection, interview_id, body)
-        answer = ResultOut.model_validate(result)
+    answer, inserted = service.save_result(interview_id, body)
     # Ids only: the result holds a transcript and feedback.
     logger.info(
         "result saved",
@@ -107,12 +84,7 @@ def post_result(interview_id: int, body: ResultRequest) -> Response[str]:
 
 @app.get("/interviews/<interview_id>/results")
 def read_results(interview_id: int) -> Response[str]:
-    with connection_transaction() as connection:
-        results = [ResultOut.model_validate(row) for row in list_results(connection, interview_id)]
-    answer = InterviewResultsOut(
-        interview_id=interview_id, results=results, summary=summarize(results)
-    )
-    return _json(HTTPStatus.OK, answer)
+    return _json(HTTPStatus.OK, service.list_results(interview_id))
 
 
 # --- question templates ------------------------------------------------------------------
@@ -120,10 +92,7 @@ def read_results(interview_id: int) -> Response[str]:
 
 @app.post("/questions")
 def post_question(body: CreateQuestionRequest) -> Response[str]:
-    with connection_transaction() as connection:
-        return _json(
-            HTTPStatus.CREATED, QuestionOut.model_validate(create_question(connection, body))
-        )
+    return _json(HTTPStatus.CREATED, service.create_question(body))
 
 
 @app.get("/questions")
@@ -150,23 +119,15 @@ def read_questions(
             "question_type must not contain the NUL character (%00)",
             details=[{"field": "question_type", "message": "must not contain NUL"}],
         )
-    with connection_transaction() as connection:
-        questions, next_after_id = list_questions(
-            connection, job_id=job_id, question_type=question_type, limit=limit, after_id=after_id
-        )
-        answer = QuestionListOut(
-            questions=[QuestionOut.model_validate(question) for question in questions],
-            next_after_id=next_after_id,
-        )
+    answer = service.list_questions(
+        job_id=job_id, question_type=question_type, limit=limit, after_id=after_id
+    )
     return _json(HTTPStatus.OK, answer)
 
 
 @app.get("/questions/<question_id>")
 def read_question(question_id: int) -> Response[str]:
-    with connection_transaction() as connection:
-        return _json(
-            HTTPStatus.OK, QuestionOut.model_validate(get_question(connection, question_id))
-        )
+    return _json(HTTPStatus.OK, service.get_question(question_id))
 
 
 # log_event=False explicitly: POWERTOOLS_LOGGER_LOG_EVENT=true must not put transcripts in logs.

@@ -8,7 +8,6 @@ value is the caller's 422, never the database's 500.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -26,8 +25,6 @@ from flex_shared.schemas import INT4_MAX, ApiModel, DatabaseId, UtcDatetime
 from flex_shared.statuses import InterviewStatus
 
 QUESTION_TYPE_MAX_LENGTH = 50  # questions.question_type is VARCHAR(50)
-SCORE_FIELDS = ("logic_score", "relevance_score", "technical_score", "communication_score")
-"""The component scores; ``overall_score`` defaults to their mean."""
 
 
 def _contains_nul(value: Any) -> bool:
@@ -128,6 +125,8 @@ class ResultRequest(_Request):
     """One analysed answer. A second post for the same ``question_id`` replaces the first
     entirely (fields left out become null), it does not merge."""
 
+    # An omitted overall_score is the mean of the given component scores: a domain rule, in
+    # flex_interviews.service.overall_score.
     question_id: Annotated[int, Field(ge=0, le=INT4_MAX)]
     question_text: Text | None = None
     stt_full_text: Text | None = None
@@ -141,14 +140,6 @@ class ResultRequest(_Request):
     weaknesses: list[Text] | None = None
     ai_feedback: Text | None = None
     metadata: JsonObject | None = None
-
-    def effective_overall_score(self) -> float | None:
-        """``overall_score`` as given (even null); when left out, the mean of the component
-        scores that were given (the seed's 85.5, 90, 88, 82 -> 86.375), or null if none were."""
-        if "overall_score" in self.model_fields_set:
-            return self.overall_score
-        given = [score for name in SCORE_FIELDS if (score := getattr(self, name)) is not None]
-        return math.fsum(given) / len(given) if given else None
 
 
 class ResultOut(BaseModel):

@@ -1,7 +1,7 @@
 """Search API (SPEC.md, "Search API"): ``POST /search`` and ``GET /jobs/{job_id}``.
 
 API Gateway REST proxy events in, JSON out. Validation (422 naming the field, 400 for malformed
-JSON) and the error shape come from the layer's resolver; the work is in ``search_service``.
+JSON) and the error shape come from the layer's resolver; the work is in ``flex_search.service``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from flex_search import service
 from flex_search.schemas import SearchRequest
-from flex_search.service import read_job, search
 from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
 from flex_shared.embeddings import deadline_from_context
@@ -40,12 +40,12 @@ def post_search(request: SearchRequest) -> Response[Any]:
     deadline = deadline_from_context(
         app.lambda_context, reserve_seconds=QUERY_EMBEDDING_RESERVE_SECONDS
     )
-    return _json(search(request, deadline=deadline).model_dump_json())
+    return _json(service.search(request, deadline=deadline).model_dump_json())
 
 
 @app.get("/jobs/<job_id>")
 def get_job(job_id: Annotated[int, Path(ge=1, le=INT4_MAX)]) -> Response[Any]:
-    return _json(read_job(job_id).model_dump_json())
+    return _json(service.read_job(job_id).model_dump_json())
 
 
 # The API Gateway request id on every log line: the access log's requestId finds them.
