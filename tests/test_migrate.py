@@ -133,10 +133,16 @@ def public_tables() -> set[str]:
         return set(rows)
 
 
+def migrate_module(name: str) -> ModuleType:
+    """A module of the function's package, e.g. ``service`` (once ``load_function`` ran)."""
+    return importlib.import_module(f"flex_migrate.{name}")
+
+
 def head_revision(migrate: ModuleType) -> str:
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(migrate._alembic_config()).get_current_head()
+    config = migrate_module("service")._alembic_config()
+    head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None
     return str(head)
 
@@ -167,9 +173,9 @@ def test_upgrade_again_is_a_no_op_and_downgrade_needs_an_explicit_revision(
     assert again["previous"] == head
     assert again["current"] == head
 
-    with pytest.raises(migrate.MigrationRequestError, match="explicit revision"):
+    with pytest.raises(migrate_module("service").MigrationRequestError, match="explicit revision"):
         migrate.lambda_handler({"action": "downgrade"}, migrate_context())
-    with pytest.raises(migrate.MigrationRequestError, match="not 'drop'"):
+    with pytest.raises(migrate_module("service").MigrationRequestError, match="not 'drop'"):
         migrate.lambda_handler({"action": "drop"}, migrate_context())
     assert public_tables() >= SEED_TABLES  # rejected requests changed nothing
 
@@ -197,7 +203,7 @@ def test_migrations_packaged_next_to_app_py_are_used_first(
     shutil.copytree(REPO_ROOT / "functions" / "migrate" / "flex_migrate", task / "flex_migrate")
     shutil.copytree(REPO_ROOT / "migrations", task / "migrations")
     with _cold_start(task) as module:
-        packaged = sys.modules["flex_migrate.handler"]
+        packaged = sys.modules["flex_migrate.service"]
         assert Path(str(packaged.__file__)).parent == task / "flex_migrate"
         location = packaged._alembic_config().get_main_option("script_location")
         assert Path(location) == task / "migrations"
@@ -287,7 +293,8 @@ def test_answers_failed_before_the_lambda_times_out_and_only_once(
     # Given another migration run holding the lock, and a Lambda with little time left
     lock_connection = db.get_engine().connect()
     lock_connection.execute(
-        text("SELECT pg_advisory_xact_lock(:key)"), {"key": migrate._MIGRATION_LOCK_KEY}
+        text("SELECT pg_advisory_xact_lock(:key)"),
+        {"key": migrate_module("store").MIGRATION_LOCK_KEY},
     )
     context = migrate_context(remaining_ms=int((migrate._ANSWER_MARGIN_SECONDS + 1) * 1000))
     event = cfn_event(cloudformation)

@@ -1,4 +1,4 @@
-"""Runs the Alembic migrations inside the VPC.
+"""The migrate Lambda's two kinds of invocation; the migrations themselves are the service's.
 
 Direct invoke: ``{"action": "upgrade" | "current", "revision": "head"}`` (defaults: upgrade to
 head). Also a CloudFormation custom resource: Create/Update migrate to head, Delete does
@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import threading
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from sqlalchemy import text
 
+from flex_migrate import service
 from flex_shared.config import get_settings
-from flex_shared.db import get_engine
 from flex_shared.errors import ConfigError
 
 logger = Logger(service="migrate")
@@ -29,64 +27,10 @@ except ConfigError:
     # (the error is raised again by the first get_settings() of each invocation).
     logger.exception("invalid configuration")
 
-_TASK_ROOT = Path(__file__).resolve().parents[1]  # where app.py is (/var/task on Lambda)
-# Packaged next to app.py by the build; in a checkout it is the repository's migrations/.
-_MIGRATIONS_DIRS = (_TASK_ROOT / "migrations", _TASK_ROOT.parents[1] / "migrations")
-# Any constant shared by every migration runner: concurrent runs queue instead of racing.
-_MIGRATION_LOCK_KEY = 0x666C6578  # "flex"
 # A custom-resource request is answered FAILED this long before the Lambda would time out
 # (a timed-out Lambda cannot answer, and CloudFormation would wait for its ServiceTimeout).
 _ANSWER_MARGIN_SECONDS = 20.0
 _ANSWER_TIMEOUT_SECONDS = 15.0
-
-
-class MigrationRequestError(ValueError):
-    """The invocation asked for something this function does not do."""
-
-
-def _alembic_config() -> Any:
-    from alembic.config import Config
-
-    for directory in _MIGRATIONS_DIRS:
-        if (directory / "env.py").is_file():
-            config = Config()
-            config.set_main_option("script_location", str(directory))
-            return config
-    raise FileNotFoundError("migrations/ is not packaged with the migrate function")
-
-
-def _revisions(config: Any) -> dict[str, str | None]:
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    with get_engine().connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    return {"current": current, "head": ScriptDirectory.from_config(config).get_current_head()}
-
-
-def run(action: str = "upgrade", revision: str = "head") -> dict[str, Any]:
-    """Migrate (``upgrade``/``downgrade`` to ``revision``) or report (``current``)."""
-    from alembic import command
-
-    config = _alembic_config()
-    before = _revisions(config)
-    if action == "current":
-        return {"action": action, **before}
-    if action not in ("upgrade", "downgrade"):
-        raise MigrationRequestError(f"action must be upgrade, downgrade or current, not {action!r}")
-    if action == "downgrade" and revision == "head":
-        raise MigrationRequestError("downgrade needs an explicit revision (e.g. 'base' or '-1')")
-
-    with get_engine().begin() as connection:
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-        config.attributes["connection"] = connection
-        if action == "upgrade":
-            command.upgrade(config, revision)
-        else:
-            command.downgrade(config, revision)
-    after = _revisions(config)
-    logger.info("migrated", extra={"action": action, "from": before["current"], **after})
-    return {"action": action, "previous": before["current"], **after}
 
 
 def _answer_cloudformation(
@@ -150,7 +94,7 @@ def _handle_custom_resource(event: dict[str, Any], context: LambdaContext) -> di
     status, reason, data = "SUCCESS", "ok", {}
     try:
         if event["RequestType"] in ("Create", "Update"):
-            data = run("upgrade", "head")
+            data = service.run("upgrade", "head")
             reason = f"migrated to {data['current']}"
         else:
             reason = "delete: the database and its data are kept"
@@ -170,4 +114,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if "RequestType" in event and "ResponseURL" in event:
         return _handle_custom_resource(event, context)
     # A bad request or a failed migration raises: the caller (a deploy step) must see it fail.
-    return run(str(event.get("action", "upgrade")), str(event.get("revision", "head")))
+    return service.run(str(event.get("action", "upgrade")), str(event.get("revision", "head")))
