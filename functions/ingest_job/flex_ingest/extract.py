@@ -18,7 +18,7 @@ from email.header import decode_header, make_header
 from typing import Any
 
 from flex_ingest.rejections import RejectedObject, RejectReason
-from flex_shared.schemas import INT4_MAX
+from flex_shared.postgres import INT4_MAX
 
 TITLE_MAX_CHARS = 500  # jobs.title is VARCHAR(500)
 _KEY_COMPANY = re.compile(r"^jobs/(\d+)/.+")

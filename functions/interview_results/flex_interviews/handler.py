@@ -29,7 +29,7 @@ from flex_interviews.schemas import (
 from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
 from flex_shared.errors import InvalidInput
-from flex_shared.schemas import INT4_MAX
+from flex_shared.postgres import INT4_MAX
 
 logger = Logger()
 get_settings()  # a misconfigured deployment fails at start-up, naming the variable

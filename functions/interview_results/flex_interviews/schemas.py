@@ -21,7 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from flex_shared.schemas import INT4_MAX, ApiModel, DatabaseId, UtcDatetime
+from flex_shared.postgres import INT4_MAX
+from flex_shared.schemas import ApiModel, DatabaseId, UtcDatetime
 from flex_shared.statuses import InterviewStatus
 
 QUESTION_TYPE_MAX_LENGTH = 50  # questions.question_type is VARCHAR(50)

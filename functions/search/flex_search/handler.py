@@ -19,7 +19,7 @@ from flex_search.schemas import SearchRequest
 from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
 from flex_shared.embeddings import deadline_from_context
-from flex_shared.schemas import INT4_MAX
+from flex_shared.postgres import INT4_MAX
 
 get_settings()  # a misconfigured deployment fails at start-up, naming the variable
 logger = Logger()

@@ -1,6 +1,6 @@
 """What the API functions' request and response models share: the request base model, database
-ids and UTC timestamps. Imports pydantic only: a schema never pulls in the database, SQLAlchemy
-or the resolver.
+ids and UTC timestamps. Imports pydantic and nothing of the layer but its constants: a schema
+never pulls in the database, SQLAlchemy or the resolver (an import contract checks it).
 
 Timestamps: the database stores UTC in ``timestamp without time zone`` columns, so values come
 back naive. Every API answers them as ``2024-05-01T12:34:56.123456Z`` (microseconds always
@@ -15,9 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictInt
 
-INT4_MAX = 2_147_483_647
-"""The largest PostgreSQL ``integer`` (every id and count column): a larger value is the
-caller's mistake, never a database error."""
+from .postgres import INT4_MAX
 
 DatabaseId = Annotated[StrictInt, Field(ge=1, le=INT4_MAX)]
 """A row id (``SERIAL``): 1 .. ``INT4_MAX``; ``"3"`` and ``true`` are not ids."""
