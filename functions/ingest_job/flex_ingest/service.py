@@ -21,7 +21,6 @@ from flex_ingest.extract import ExtractedJob, extract_job
 from flex_ingest.outcomes import Outcome, RecordReport
 from flex_ingest.rejections import RejectedObject, RejectReason, too_large
 from flex_ingest.source import ObjectGone, fetch_object
-from flex_ingest.store import EmbeddedChunks, JobState
 from flex_shared.chunking import chunk_text
 from flex_shared.config import get_settings
 from flex_shared.db import connection_transaction
@@ -34,13 +33,13 @@ def process_change(change: ObjectChange, deadline: float | None) -> RecordReport
     return _ingest(change, deadline)
 
 
-def load_state(bucket: str, key: str) -> JobState | None:
+def load_state(bucket: str, key: str) -> store.JobState | None:
     """What is stored for the key now (no lock: only to plan the slow work)."""
     with connection_transaction() as connection:
         return store.job_state(connection, bucket, key, lock=False)
 
 
-def can_keep_chunks(state: JobState, content_sha256: str, model_id: str) -> bool:
+def can_keep_chunks(state: store.JobState, content_sha256: str, model_id: str) -> bool:
     """The live chunks already embed exactly this text with this model."""
     return (
         state.deleted_at is None
@@ -66,7 +65,7 @@ def _ingest(change: ObjectChange, deadline: float | None) -> RecordReport:
     version_id = fetched.version_id or change.version_id
 
     embedder = get_embedder()
-    chunks: EmbeddedChunks | None = None
+    chunks: store.EmbeddedChunks | None = None
     embedding_seconds = 0.0
     if state is None or not can_keep_chunks(state, job.content_sha256, embedder.model_id):
         chunks, embedding_seconds = _embed(job.description, embedder, deadline)
@@ -85,7 +84,7 @@ def _write(
     change: ObjectChange,
     job: ExtractedJob,
     version_id: str | None,
-    chunks: EmbeddedChunks | None,
+    chunks: store.EmbeddedChunks | None,
     model_id: str,
 ) -> RecordReport | None:
     """Store ``job`` for the change's key in one transaction, if the change is still the
@@ -143,7 +142,7 @@ def remove(change: ObjectChange) -> RecordReport:
 
 def _embed(
     description: str, embedder: Embedder, deadline: float | None
-) -> tuple[EmbeddedChunks, float]:
+) -> tuple[store.EmbeddedChunks, float]:
     texts = chunk_text(description)
     if not texts:
         raise RejectedObject(RejectReason.EMPTY, "the description produced no chunks")
@@ -162,4 +161,4 @@ def _embed(
             raise RuntimeError(
                 f"embedder returned a {len(vector)}-d vector, not {embedder.dimensions}"
             )
-    return EmbeddedChunks(texts, vectors, embedder.model_id, embedder.dimensions), elapsed
+    return store.EmbeddedChunks(texts, vectors, embedder.model_id, embedder.dimensions), elapsed
