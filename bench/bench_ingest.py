@@ -144,13 +144,13 @@ def _baseline_rows(bodies: dict[str, str]) -> tuple[list[tuple[str, int, list[st
 
 def _copy_baseline(bodies: dict[str, str]) -> dict[str, Any]:
     """The same rows by a plain COPY per document (jobs inserted beforehand, untimed)."""
-    store = sys.modules["ingest_job_store"]
+    store = sys.modules["flex_ingest.store"]
     embedder = get_embedder()
     documents, vectors = _baseline_rows(bodies)
     _truncate()
-    with db.transaction() as session:
+    with db.connection_transaction() as connection:
         job_ids = [
-            session.execute(
+            connection.execute(
                 text(
                     "INSERT INTO jobs (company_id, title, description, source_bucket, source_key)"
                     " VALUES (:company, 'bench', :description, :bucket, :key) RETURNING id"
@@ -297,7 +297,7 @@ def run(
         import boto3
 
         app = load_function("ingest_job")
-        sys.modules["ingest_job_source"].reset_s3_client()
+        sys.modules["flex_ingest.source"].reset_s3_client()
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
         default_concurrency = config.get_settings().embedding_max_concurrency

@@ -43,7 +43,7 @@ def corpus(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def search_module(load_function: Callable[[str], ModuleType]) -> tuple[ModuleType, ModuleType]:
     app = load_function("search")
-    return app, sys.modules["search_store"]
+    return app, sys.modules["flex_search.store"]
 
 
 def _query(number: int) -> str:
@@ -115,7 +115,7 @@ def test_a_selective_filter_walks_the_hnsw_index_and_skips_the_exact_scan(corpus
 )
 def test_the_cheaper_strategy_answers_each_filter(corpus, search_module, company, top_k, strategy):
     # At 100k rows the exact scan is cheaper up to ~3,000 matching rows for top_k 10 and
-    # ~8,000 for top_k 100 (measured; see search_store): 1% and 0.1% filters go exact, 30% to
+    # ~8,000 for top_k 100 (measured; see flex_search.store): 1% and 0.1% filters go exact, 30% to
     # the index, and an exact answer is the exact nearest rows
     _, store = search_module
     literal = _query(1)
@@ -140,7 +140,7 @@ def test_filtered_searches_return_top_k_nearest_through_the_api(
     # Given filters keeping 30%, 1% and 0.1% of 100k chunks, and a query
     app, _ = search_module
     literal = _query(company % 7 + top_k)
-    cache = sys.modules["search_embedding"].QUERY_CACHE
+    cache = sys.modules["flex_search.query_embedding"].QUERY_CACHE
     cache.put(f"query for company {company}", Vector.from_text(literal).to_list())
 
     # When searching through the handler

@@ -278,7 +278,7 @@ def list_jobs(database_url: str) -> list[JobRow]:
     """The jobs in search (not deleted), with their chunk counts."""
     from sqlalchemy import create_engine, text
 
-    from flex_shared.db import parse_database_url
+    from flex_shared.database_url import parse_database_url
 
     url, connect_args = parse_database_url(database_url)
     engine = create_engine(url, connect_args=connect_args)
