@@ -45,11 +45,11 @@ from urllib.parse import unquote
 
 try:
     from flex_shared.chunking import estimate_tokens
-    from flex_shared.embeddings import LocalEmbedder
+    from flex_shared.embeddings import HashEmbedder
 except ModuleNotFoundError:  # run from the repo root without the layer on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "shared"))
     from flex_shared.chunking import estimate_tokens
-    from flex_shared.embeddings import LocalEmbedder
+    from flex_shared.embeddings import HashEmbedder
 
 TITAN_V2_MODEL_ID = "amazon.titan-embed-text-v2:0"
 MAX_INPUT_CHARS = 50_000
@@ -133,7 +133,7 @@ class FakeTitan:
         self.record_requests = record_requests
         self._random = random.Random(seed)  # noqa: S311 -- simulation, not crypto
         self._state = _State()
-        self._embedders: dict[int, LocalEmbedder] = {}
+        self._embedders: dict[int, HashEmbedder] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -225,10 +225,10 @@ class FakeTitan:
 
     # -- request handling (called from the server's threads) -----------------------------------
 
-    def _embedder(self, dimensions: int) -> LocalEmbedder:
+    def _embedder(self, dimensions: int) -> HashEmbedder:
         embedder = self._embedders.get(dimensions)
         if embedder is None:
-            embedder = self._embedders.setdefault(dimensions, LocalEmbedder(dimensions))
+            embedder = self._embedders.setdefault(dimensions, HashEmbedder(dimensions))
         return embedder
 
     def _enter(self, request: RecordedRequest) -> tuple[_State, tuple[str, str | None] | None]:
