@@ -1,5 +1,6 @@
-"""The hashing embedder (``EMBEDDING_PROVIDER=hash``, ``local-hash-v1``): deterministic everywhere, unit-norm 1024-d, any
-Unicode, and related job texts measurably closer than unrelated ones."""
+"""The hashing embedder (``EMBEDDING_PROVIDER=hash``, ``local-hash-v1``): deterministic
+everywhere, unit-norm 1024-d, any Unicode, and related job texts measurably closer than
+unrelated ones."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ process. The model is loaded once per test session (``_use_model`` is per proces
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -103,7 +104,8 @@ def test_another_process_computes_identical_vectors(embedder: MultilingualEmbedd
     script = (
         "import sys; sys.path.insert(0, 'layers/shared')\n"
         "from flex_shared.embeddings import MultilingualEmbedder\n"
-        f"print(repr(MultilingualEmbedder().embed_query({PROBE!r})))\n"
+        "import json\n"
+        f"print(json.dumps(MultilingualEmbedder().embed_query({PROBE!r})))\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", script],
@@ -113,7 +115,7 @@ def test_another_process_computes_identical_vectors(embedder: MultilingualEmbedd
         check=True,
         env={"PYTHONHASHSEED": "12345", "PATH": ""},
     ).stdout
-    assert eval(output) == embedder.embed_query(PROBE)  # noqa: S307 -- a list of float reprs
+    assert json.loads(output) == embedder.embed_query(PROBE)
 
 
 def test_model_id_names_the_model_and_the_package_version(embedder: MultilingualEmbedder):

