@@ -18,6 +18,10 @@ How a query is answered (the response must hold ``min(top_k, matching chunks)`` 
 * The exact scan computes the requested operator over the filtered rows in a materialised CTE,
   which keeps the planner off the HNSW index (an approximate answer is what we fall back from).
 * Jobs taken out of search (``jobs.deleted_at``) never appear.
+
+Keyword search (``keyword_chunks``) matches ``job_chunks.search_vector`` (a generated
+``tsvector``, GIN-indexed; migration 0003) against ``job_chunk_search_query``, which tokenises
+the query exactly as the column tokenises chunks, and ranks by ``ts_rank_cd``.
 """
 
 from __future__ import annotations
@@ -334,6 +338,87 @@ def search_chunks(
     if len(hits) == top_k:
         return SearchOutcome(hits, "index", ef)
     return _exact(session, exact, "index_then_exact", ef)
+
+
+def keyword_statement(
+    query_text: str,
+    query_literal: str,
+    metric: Metric,
+    limit: int,
+    chunk_filter: ChunkFilter,
+    *,
+    match_all: bool,
+    min_similarity: float | None,
+) -> Statement:
+    """The ``limit`` live, matching chunks that contain the query's words (all of them, or any
+    with ``match_all`` false), best text rank first, each with its vector distance by the
+    requested operator. ``min_similarity`` drops, before the limit, chunks whose cosine
+    similarity to the query is lower."""
+    operator = OPERATORS[metric]
+    similar = (
+        "AND 1 - (jc.embedding <=> CAST(:query AS vector)) >= :min_similarity"
+        if min_similarity is not None
+        else ""
+    )
+    # An immutable function of bound values: the planner folds it into a constant tsquery,
+    # so the GIN index answers the @@.
+    sql = f"""
+WITH matched AS MATERIALIZED (
+    SELECT jc.id, ts_rank_cd(jc.search_vector, q.terms) AS rank
+    FROM job_chunks AS jc
+    JOIN jobs AS j ON j.id = jc.job_id
+    CROSS JOIN (SELECT job_chunk_search_query(:query_text, :match_all) AS terms) AS q
+    WHERE jc.search_vector @@ q.terms AND j.deleted_at IS NULL AND {chunk_filter.sql()}
+        {similar}
+    ORDER BY rank DESC, jc.id
+    LIMIT :limit
+)
+SELECT jc.id, jc.job_id, j.company_id, j.title, jc.chunk_index, jc.chunk_text,
+       jc.embedding {operator} CAST(:query AS vector) AS distance, m.rank
+FROM matched AS m
+JOIN job_chunks AS jc ON jc.id = m.id
+JOIN jobs AS j ON j.id = jc.job_id
+ORDER BY m.rank DESC, jc.id"""
+    params: dict[str, Any] = {
+        "query_text": query_text,
+        "query": query_literal,
+        "match_all": match_all,
+        "limit": limit,
+        **chunk_filter.params(),
+    }
+    if min_similarity is not None:
+        params["min_similarity"] = min_similarity
+    return Statement(sql, params)
+
+
+def keyword_chunks(
+    session: Session | Connection,
+    query_text: str,
+    query_literal: str,
+    *,
+    metric: Metric,
+    limit: int,
+    chunk_filter: ChunkFilter,
+    match_all: bool,
+    min_similarity: float | None = None,
+) -> list[tuple[ChunkHit, float]]:
+    """Chunks containing the query's words with their text rank, best first (see
+    :func:`keyword_statement`). Empty when the query has no searchable word."""
+    statement = keyword_statement(
+        query_text,
+        query_literal,
+        metric,
+        limit,
+        chunk_filter,
+        match_all=match_all,
+        min_similarity=min_similarity,
+    )
+    rows = session.execute(text(statement.sql), statement.params).all()
+    return [
+        (ChunkHit(row[0], row[1], row[2], row[3], row[4], row[5], float(row[6])), float(row[7]))
+        for row in rows
+        if math.isfinite(float(row[6]))
+    ]
 
 
 def find_job(session: Session | Connection, job_id: int) -> JobRecord | None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictInt, StrictStr, field_validator
+from pydantic import Field, StrictFloat, StrictInt, StrictStr, field_validator
 
 from ..api import ApiModel
 from ..timeutil import UtcDatetime
 
 Metric = Literal["cosine", "l2", "inner_product"]
+SearchMode = Literal["vector", "hybrid", "keyword"]
 
 INT4_MAX = 2_147_483_647
 """Ids are PostgreSQL ``integer``; a larger id is a caller's mistake, not a database error."""
@@ -30,6 +31,9 @@ class SearchRequest(ApiModel):
     metric: Metric = "cosine"
     job_id: DatabaseId | None = None
     company_id: DatabaseId | None = None
+    mode: SearchMode = "vector"
+    min_similarity: Annotated[StrictFloat, Field(ge=-1.0, le=1.0)] | None = None
+    """Results whose cosine similarity to the query is lower are dropped, in every mode."""
 
     @field_validator("query")
     @classmethod
@@ -52,6 +56,9 @@ class SearchResult(ApiModel):
     similarity: float
     """Cosine similarity, whatever the metric (the stored vectors are unit-length):
     ``1 - d`` for cosine, ``1 - d**2 / 2`` for L2, ``-d`` for inner product."""
+    score: float
+    """What the results are ordered by: ``similarity`` in ``vector`` mode, the text rank
+    (``ts_rank_cd``) in ``keyword`` mode, the reciprocal rank fusion score in ``hybrid``."""
 
 
 class SearchResponse(ApiModel):
