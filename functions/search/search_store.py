@@ -60,6 +60,11 @@ EF_SEARCH_MAX = 1000
 OVERFETCH_FACTOR = 2.0
 """Index candidates fetched per expected match, for the filter's unevenness across the graph."""
 
+KEYWORD_RANK_MAX_ROWS = 1_000
+"""Keyword matches ranked per query. Ranking reads every matched chunk's tsvector (about 6 us
+each): a query of common words ("경험", "engineer") matches most of a large table, so only the
+first 1,000 matches found are ranked (bench/bench_search.py: p95 bounded at 100k chunks)."""
+
 ITERATIVE_MAX_SCAN_TUPLES = 20_000
 """Upper bound of an iterative index scan (pgvector >= 0.8) before the exact fallback."""
 
@@ -353,7 +358,7 @@ def keyword_statement(
     """The ``limit`` live, matching chunks that contain the query's words (all of them, or any
     with ``match_all`` false), best text rank first, each with its vector distance by the
     requested operator. ``min_similarity`` drops, before the limit, chunks whose cosine
-    similarity to the query is lower."""
+    similarity to the query is lower. At most ``KEYWORD_RANK_MAX_ROWS`` matches are ranked."""
     operator = OPERATORS[metric]
     similar = (
         "AND 1 - (jc.embedding <=> CAST(:query AS vector)) >= :min_similarity"
@@ -370,20 +375,23 @@ WITH matched AS MATERIALIZED (
     CROSS JOIN (SELECT job_chunk_search_query(:query_text, :match_all) AS terms) AS q
     WHERE jc.search_vector @@ q.terms AND j.deleted_at IS NULL AND {chunk_filter.sql()}
         {similar}
-    ORDER BY rank DESC, jc.id
-    LIMIT :limit
+    LIMIT :rank_max_rows
+),
+best AS (
+    SELECT id, rank FROM matched ORDER BY rank DESC, id LIMIT :limit
 )
 SELECT jc.id, jc.job_id, j.company_id, j.title, jc.chunk_index, jc.chunk_text,
-       jc.embedding {operator} CAST(:query AS vector) AS distance, m.rank
-FROM matched AS m
-JOIN job_chunks AS jc ON jc.id = m.id
+       jc.embedding {operator} CAST(:query AS vector) AS distance, b.rank
+FROM best AS b
+JOIN job_chunks AS jc ON jc.id = b.id
 JOIN jobs AS j ON j.id = jc.job_id
-ORDER BY m.rank DESC, jc.id"""
+ORDER BY b.rank DESC, jc.id"""
     params: dict[str, Any] = {
         "query_text": query_text,
         "query": query_literal,
         "match_all": match_all,
         "limit": limit,
+        "rank_max_rows": KEYWORD_RANK_MAX_ROWS,
         **chunk_filter.params(),
     }
     if min_similarity is not None:

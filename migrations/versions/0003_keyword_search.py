@@ -2,8 +2,8 @@
 
 ``job_chunks.search_vector`` is a stored generated column: PostgreSQL computes it on every
 insert (ingestion's COPY included) and this migration's ``ADD COLUMN`` backfills every existing
-row (a table rewrite under an exclusive lock: seconds at 100k chunks). A GIN index serves
-``@@``.
+row (a table rewrite under an exclusive lock: about a minute per 100k chunks on a small
+instance). A GIN index serves ``@@``.
 
 - Latin-script words go through the ``english`` configuration: stemmed (``engineers`` and
   ``engineer`` are one lexeme) and stop words dropped.
@@ -112,9 +112,13 @@ RETURN (
 def upgrade() -> None:
     op.execute(SEARCH_VECTOR_FUNCTION)
     op.execute(SEARCH_QUERY_FUNCTION)
+    # One statement, so the rewrite that computes the column already stores it MAIN: kept in
+    # the row (the 4 KB embedding is what goes to TOAST), so matching and ranking read it from
+    # the heap page instead of a TOAST lookup per chunk (4x faster in bench_search).
     op.execute(
         "ALTER TABLE job_chunks ADD COLUMN search_vector tsvector"
-        " GENERATED ALWAYS AS (job_chunk_search_vector(chunk_text)) STORED NOT NULL"
+        " GENERATED ALWAYS AS (job_chunk_search_vector(chunk_text)) STORED NOT NULL,"
+        " ALTER COLUMN search_vector SET STORAGE MAIN"
     )
     op.execute(
         "CREATE INDEX ix_job_chunks_search_vector ON job_chunks USING gin (search_vector)"
