@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := requirements.txt layers/shared/requirements.txt $(wildcard functions/*/requirements.txt)
 
-.PHONY: install test lint typecheck check clean sam-install sam-validate sam-build layer-size run demo invoke openapi bench
+.PHONY: install test test-pg16 lint typecheck check clean sam-install sam-validate sam-build layer-size run demo invoke openapi bench
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,9 +15,22 @@ $(VENV)/.installed: $(REQUIREMENTS)
 
 install: $(VENV)/.installed
 
-## test: the whole suite on an embedded PostgreSQL + pgvector (or TEST_DATABASE_URL)
-test: install
+# A real pgvector 0.6.2 server (the unmaintained pgserver 0.1.4) in its own virtualenv, for the
+# test that proves the migrations refuse it before changing anything; never in .venv.
+PGVECTOR06_VENV := .venv-pgvector06
+$(PGVECTOR06_VENV)/.installed: requirements-pgvector06.txt
+	test -x $(PGVECTOR06_VENV)/bin/python || $(PYTHON) -m venv $(PGVECTOR06_VENV)
+	$(PGVECTOR06_VENV)/bin/python -m pip install --quiet -r requirements-pgvector06.txt
+	touch $@
+
+## test: the whole suite on an embedded PostgreSQL 18 + pgvector 0.8 (or TEST_DATABASE_URL)
+test: install $(PGVECTOR06_VENV)/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## test-pg16: the database tests again on the embedded PostgreSQL 16 (RDS users run 15 to 17)
+test-pg16: install $(PGVECTOR06_VENV)/.installed
+	FLEX_EMBEDDED_POSTGRES=16 $(BIN)/pytest -m database $(PYTEST_ARGS)
+
 
 ## lint: ruff and mypy
 lint: install

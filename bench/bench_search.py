@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 from pgvector import Vector
+from sqlalchemy import text
 
 from bench import bench_db
 from bench.bench_quality import load_queries
-from bench.bench_search_data import Corpus, build, exact_top_k
+from bench.bench_search_data import FILTER_TIERS, Corpus, build, exact_top_k
 from bench.output import write_json
 from devtools.apigw import rest_event
 from devtools.functions import load_function
@@ -108,14 +109,12 @@ def run(
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "bench")
     with layer_configured(url):
-        from sqlalchemy import text
         from sqlalchemy.orm import Session
 
         from flex_shared import config, db
 
         app = load_function("search")
         store, embedding = sys.modules["search_store"], sys.modules["search_embedding"]
-        store.reset_pgvector_version()
         engine = db.get_engine()
         with engine.connect() as connection:
             results["pgvector"] = connection.execute(
@@ -125,22 +124,19 @@ def run(
 
         # 1. recall@10 and bare latency of the index query per ef_search
         sweep = []
-        no_filter = store.ChunkFilter()
         log("warming up (index and heap pages into memory) ...")
         for literal in literals:
-            statement = store.index_statement(literal, "cosine", TOP_K, 2 * TOP_K + 10, no_filter)
+            statement = store.index_statement(literal, "cosine", TOP_K)
             with Session(engine) as session, session.begin():
-                store.use_index(session, max(ef_values))
+                db.set_local(session, store.index_settings(max(ef_values)))
                 session.execute(text(statement.sql), statement.params).all()
         for ef in ef_values:
             recalls, latencies = [], []
             for literal, expected in zip(literals, truth, strict=True):
-                statement = store.index_statement(
-                    literal, "cosine", TOP_K, 2 * TOP_K + 10, no_filter
-                )
+                statement = store.index_statement(literal, "cosine", TOP_K)
                 started = time.perf_counter()
                 with Session(engine) as session, session.begin():
-                    store.use_index(session, ef)
+                    db.set_local(session, store.index_settings(ef))
                     found = [
                         row[0] for row in session.execute(text(statement.sql), statement.params)
                     ]
@@ -172,14 +168,12 @@ def run(
             bare_ms.clear()
             handler_recall.clear()
             for i, (query_text, literal) in enumerate(zip(texts, literals, strict=True)):
-                statement = store.index_statement(
-                    literal, "cosine", TOP_K, 2 * TOP_K + 10, no_filter
-                )
+                statement = store.index_statement(literal, "cosine", TOP_K)
+                settings = store.index_settings(ef)
                 bare = [
                     (
-                        "SELECT set_config('hnsw.ef_search', %s, true),"
-                        " set_config('enable_seqscan', 'off', true)",
-                        (str(ef),),
+                        "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings),
+                        tuple(str(part) for item in settings.items() for part in item),
                     ),
                     _to_format(statement),
                 ]
@@ -232,19 +226,58 @@ def run(
             embed_ms.append((time.perf_counter() - started) * 1000)
         results["query_embedding"] = {"provider": embedder.model_id, **_percentiles(embed_ms)}
 
-        # 4. selective filter: one company = 1% of the rows
-        filtered_ms: list[float] = []
+        # 4. filters keeping 30%, 1% and 0.1% of the rows, through the handler
+        results["filters"] = _filtered(app, store, engine, corpus, texts, literals, ef, context)
+        # 5. the strategy's thresholds: each branch forced, per filter size
+        results["strategies"] = _strategy_sweep(store, engine, corpus, literals[:40], ef, log)
+
+        # 6. the three modes through the handler, on the chunks' texts (keyword index real)
+        results["modes"] = _modes(app, engine, embedding, store, corpus, log)
+        embedding.QUERY_CACHE.clear()
+
+    write_json(RESULT_FILE, results)
+    return results
+
+
+def _ids_exact(session: Any, company: int, literal: str) -> list[int]:
+    rows = session.execute(
+        text(
+            "SELECT id FROM job_chunks WHERE company_id = :c"
+            " ORDER BY (embedding <=> CAST(:q AS vector)) + 0, id LIMIT :k"
+        ),
+        {"c": company, "q": literal, "k": TOP_K},
+    ).all()
+    return [row[0] for row in rows]
+
+
+def _filtered(
+    app: Any,
+    store: Any,
+    engine: Any,
+    corpus: Corpus,
+    texts: list[str],
+    literals: list[str],
+    ef: int,
+    context: Any,
+) -> dict[str, Any]:
+    """Per filter size: the handler's latency, recall@10 against the exact answer, whether
+    top_k always came back, and which strategy answered."""
+    from sqlalchemy.orm import Session
+
+    measured: dict[str, Any] = {}
+    for tier, companies in FILTER_TIERS.items():
+        latencies: list[float] = []
         counts: list[int] = []
-        filtered_recall: list[float] = []
+        recalls: list[float] = []
         strategies: Counter[str] = Counter()
         for i, (query_text, literal) in enumerate(zip(texts, literals, strict=True)):
-            company = i % corpus.companies + 1
+            company = companies[i % len(companies)]
             event = rest_event(
                 "POST", "/search", {"query": query_text, "top_k": TOP_K, "company_id": company}
             )
             started = time.perf_counter()
             response = app.lambda_handler(event, context)
-            filtered_ms.append((time.perf_counter() - started) * 1000)
+            latencies.append((time.perf_counter() - started) * 1000)
             answer = json.loads(response["body"])
             assert response["statusCode"] == 200, answer
             ids = [result["chunk_id"] for result in answer["results"]]
@@ -260,28 +293,73 @@ def run(
                     ef_search=ef,
                 )
                 strategies[outcome.strategy] += 1
-                exact = session.execute(
-                    text(
-                        "SELECT id FROM job_chunks WHERE company_id = :c"
-                        " ORDER BY (embedding <=> CAST(:q AS vector)) + 0, id LIMIT :k"
-                    ),
-                    {"c": company, "q": literal, "k": TOP_K},
-                ).all()
-            filtered_recall.append(len(set(ids) & {row[0] for row in exact}) / TOP_K)
-        results["company_filter"] = {
-            "selectivity": round(1 / corpus.companies, 4),
+                exact = _ids_exact(session, company, literal)
+            recalls.append(len(set(ids) & set(exact)) / TOP_K)
+        measured[tier] = {
+            "matching_rows": corpus.rows * {"30%": 300, "1%": 10, "0.1%": 1}[tier] // 1000,
             "always_top_k": all(count == TOP_K for count in counts),
             "min_results": min(counts),
-            "recall_at_10": round(statistics.fmean(filtered_recall), 4),
+            "recall_at_10": round(statistics.fmean(recalls), 4),
             "strategies": dict(strategies),
-            **_percentiles(filtered_ms),
+            **_percentiles(latencies),
         }
-        # 5. the three modes through the handler, on the chunks' texts (keyword index real)
-        results["modes"] = _modes(app, engine, embedding, store, corpus, log)
-        embedding.QUERY_CACHE.clear()
+    return measured
 
-    write_json(RESULT_FILE, results)
-    return results
+
+def _strategy_sweep(
+    store: Any, engine: Any, corpus: Corpus, literals: list[str], ef: int, log: Any
+) -> dict[str, Any]:
+    """Each branch of the filtered statement forced, per filter size: the exact scan, and the
+    iterative index scan in ``relaxed_order`` (re-sorted) and ``strict_order``. The crossing
+    of their latencies is ``EXACT_SCAN_MAX_ROWS``; the recalls choose the order mode."""
+    from sqlalchemy.orm import Session
+
+    from flex_shared import db
+
+    variants = {
+        "exact": (10**9, "relaxed_order"),
+        "index_relaxed": (0, "relaxed_order"),
+        "index_strict": (0, "strict_order"),
+    }
+    sweep: dict[str, Any] = {}
+    for tier, companies in FILTER_TIERS.items():
+        row: dict[str, Any] = {}
+        for name, (exact_below, order) in variants.items():
+            latencies: list[float] = []
+            recalls: list[float] = []
+            short = 0
+            for i, literal in enumerate(literals):
+                company = companies[i % len(companies)]
+                chunk_filter = store.ChunkFilter(company_id=company)
+                statement = store.filtered_statement(
+                    literal, "cosine", TOP_K, chunk_filter, exact_below
+                )
+                settings = {**store.index_settings(ef), "hnsw.iterative_scan": order}
+                with Session(engine) as session:
+                    started = time.perf_counter()
+                    with session.begin():
+                        db.set_local(session, settings)
+                        rows = session.execute(text(statement.sql), statement.params).all()
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    with session.begin():
+                        exact = _ids_exact(session, company, literal)
+                found = [row.id for row in rows if row.id is not None]
+                short += len(found) < TOP_K
+                recalls.append(len(set(found) & set(exact)) / TOP_K)
+            row[name] = {
+                "recall_at_10": round(statistics.fmean(recalls), 4),
+                "short_answers": short,
+                **_percentiles(latencies),
+            }
+        sweep[tier] = row
+        log(
+            f"  {tier:>5} filter: "
+            + ", ".join(
+                f"{name} p50 {stats['p50_ms']} ms recall {stats['recall_at_10']}"
+                for name, stats in row.items()
+            )
+        )
+    return sweep
 
 
 MODES = ("vector", "keyword", "hybrid")
@@ -404,13 +482,26 @@ def print_table(results: dict[str, Any]) -> None:
         f"{'query embedding (' + embed['provider'] + ')':<28} | {embed['p50_ms']:>7.2f}"
         f" | {embed['p95_ms']:>7.2f}   (excluded above)"
     )
-    flt = results["company_filter"]
     print()
     print(
-        f"company filter ({flt['selectivity']:.0%} of rows): always top_k={flt['always_top_k']}"
-        f" (min {flt['min_results']}), recall@10 {flt['recall_at_10']:.4f},"
-        f" p50 {flt['p50_ms']:.2f} ms, p95 {flt['p95_ms']:.2f} ms, plans {flt['strategies']}"
+        f"{'filter':>6} | {'rows':>6} | {'top_k always':>12} | {'recall@10':>9} | {'p50 ms':>7}"
+        f" | {'p95 ms':>7} | plans"
     )
+    print("-" * 80)
+    for tier, flt in results["filters"].items():
+        print(
+            f"{tier:>6} | {flt['matching_rows']:>6} | {flt['always_top_k']!s:>12}"
+            f" | {flt['recall_at_10']:>9.4f} | {flt['p50_ms']:>7.2f} | {flt['p95_ms']:>7.2f}"
+            f" | {flt['strategies']}"
+        )
+    print()
+    print("each branch forced (40 queries): p50 ms / recall@10 / short answers")
+    for tier, row in results["strategies"].items():
+        cells = "  ".join(
+            f"{name} {stats['p50_ms']:.1f} / {stats['recall_at_10']:.3f} / {stats['short_answers']}"
+            for name, stats in row.items()
+        )
+        print(f"{tier:>6}: {cells}")
     modes = results["modes"]
     print()
     print(

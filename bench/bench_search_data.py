@@ -59,12 +59,19 @@ _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _COPY_TRAILER = struct.pack("!h", -1)
 
 
+FILTER_TIERS: dict[str, tuple[int, ...]] = {
+    "30%": (1,),
+    "1%": tuple(range(2, 42)),
+    "0.1%": tuple(range(101, 401)),
+}
+"""Company ids per share of the rows their filter keeps (see ``Corpus.company_of_job``)."""
+
+
 @dataclass(frozen=True)
 class Corpus:
     rows: int = 100_000
     dimensions: int = 1024
     clusters: int = 100
-    companies: int = 100  # one company holds 1% of the rows: the selective filter
     chunks_per_job: int = 10
     noise: float = 1.0  # noise norm relative to the unit cluster centre
     seed: int = 20_261_124
@@ -73,8 +80,17 @@ class Corpus:
     def jobs(self) -> int:
         return -(-self.rows // self.chunks_per_job)
 
+    company_layout: str = "tiered-v1"
+    """Filters of three sizes (:data:`FILTER_TIERS`): company 1 holds 30% of the jobs,
+    companies 2-41 1% each, companies 101-400 0.1% each."""
+
     def company_of_job(self, job_id: int) -> int:
-        return (job_id - 1) % self.companies + 1
+        slot = (job_id - 1) % 1000
+        if slot < 300:
+            return 1
+        if slot < 700:
+            return 2 + (slot - 300) // 10
+        return 101 + (slot - 700)
 
     def centres(self) -> np.ndarray:
         rng = np.random.default_rng([self.seed, 0])

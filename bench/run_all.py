@@ -269,21 +269,17 @@ def search_rows(result: Mapping[str, Any]) -> list[Row]:
             "",
         ),
         (area, "handler / SQL at p95", _fmt(latency.get("ratio_p95"), ".2f", "x"), "<= 1.5x"),
-        (
-            area,
-            f"filter ({_fmt(_get(result, 'company_filter', 'selectivity'))}) p50 / p95",
-            f"{_fmt(_get(result, 'company_filter', 'p50_ms'), '.1f')} / "
-            f"{_fmt(_get(result, 'company_filter', 'p95_ms'), '.1f')} ms",
-            "",
-        ),
-        (
-            area,
-            "filter recall@10, always top_k",
-            f"{_fmt(_get(result, 'company_filter', 'recall_at_10'), '.3f')}, "
-            f"{_fmt(_get(result, 'company_filter', 'always_top_k'))}",
-            "",
-        ),
     ]
+    for tier, flt in (result.get("filters") or {}).items():
+        out.append(
+            (
+                area,
+                f"{tier} filter p50 / p95, recall@10, always top_k",
+                f"{_fmt(flt.get('p50_ms'), '.1f')} / {_fmt(flt.get('p95_ms'), '.1f')} ms,"
+                f" {_fmt(flt.get('recall_at_10'), '.3f')}, {_fmt(flt.get('always_top_k'))}",
+                "always top_k",
+            )
+        )
     return out
 
 

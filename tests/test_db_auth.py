@@ -222,7 +222,7 @@ def test_no_session_level_set_reaches_the_server(db_engine: Engine) -> None:
         event.listen(engine, "before_cursor_execute", _record)
         # When a transaction sets ef_search the only way this project does it
         with db.transaction() as session:
-            db.set_local(session, "hnsw.ef_search", 123)
+            db.set_local(session, {"hnsw.ef_search": 123})
             inside = session.execute(text("SHOW hnsw.ef_search")).scalar_one()
         with engine.connect() as connection:
             after = connection.execute(text("SHOW hnsw.ef_search")).scalar_one()

@@ -1,5 +1,11 @@
-"""Search on a table large enough that PostgreSQL walks the HNSW index: filters still return
-``min(top_k, matching)`` rows, and re-uploads' dead row versions do not make results short."""
+"""Search on 100,000 chunks, where PostgreSQL walks the HNSW index: with pgvector 0.8's
+iterative index scans, filters keeping 30%, 1% or 0.1% of the rows and heavy re-upload churn
+still give ``min(top_k, matching)`` rows, the nearest ones.
+
+The corpus is the search benchmark's (clustered random unit vectors, ``bench/bench_search_data``,
+companies sized for the three filters), COPY-loaded into a database of its own with the HNSW
+index built exactly as the migration defines it.
+"""
 
 from __future__ import annotations
 
@@ -9,98 +15,30 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from pgvector import Vector
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from bench.bench_search_data import FILTER_TIERS, Corpus, build
+from devtools.layer_env import layer_configured
 from flex_shared import db
+from tests.conftest import fresh_database, run_alembic
 from tests.test_search_support import call, rest_event
 
-CHUNKS_PER_JOB = 10
-JOBS = 300  # 3,000 chunks of random 1024-d unit vectors
-SELECTIVE_COMPANY = 7  # jobs 1-3: 30 chunks, 1% of the table
-BROAD_COMPANY = 1  # jobs 4-153: 1,500 chunks, 50% of the table
-
-_RANDOM_UNIT_VECTOR = """(
-    SELECT array_agg(x / norm ORDER BY i)::vector
-    FROM unnest(raw.v) WITH ORDINALITY AS u(x, i),
-         (SELECT sqrt(sum(y * y)) AS norm FROM unnest(raw.v) AS y) AS n
-)"""
-
-
-HNSW_DDL = (
-    "CREATE INDEX idx_job_chunks_embedding_hnsw ON job_chunks"
-    " USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
-)
-
-
-def _fill(engine: Engine, jobs: int, *, company_of: str) -> None:
-    """Bulk insert, with the HNSW index rebuilt afterwards exactly as the migration defines it
-    (3,000 incremental index inserts take a minute on a busy machine; a build, two seconds)."""
-    with engine.begin() as connection:
-        definition = connection.execute(
-            text(
-                "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_job_chunks_embedding_hnsw'"
-            )
-        ).scalar_one()
-        connection.execute(text("DROP INDEX idx_job_chunks_embedding_hnsw"))
-        connection.execute(text("SELECT setseed(0.42)"))
-        connection.execute(
-            text(
-                "INSERT INTO jobs (id, company_id, title, description)"
-                f" SELECT g, {company_of}, 'Job ' || g, 'Synthetic job ' || g"
-                " FROM generate_series(1, :jobs) AS g"
-            ),
-            {"jobs": jobs},
-        )
-        connection.execute(
-            text(
-                f"""
-WITH raw AS (
-    SELECT c AS n, array_agg(random() - 0.5 ORDER BY d) AS v
-    FROM generate_series(1, :chunks) AS c CROSS JOIN generate_series(1, 1024) AS d
-    GROUP BY c
-)
-INSERT INTO job_chunks (job_id, company_id, chunk_text, embedding, chunk_index)
-SELECT (raw.n - 1) / {CHUNKS_PER_JOB} + 1, j.company_id, 'chunk ' || raw.n,
-       {_RANDOM_UNIT_VECTOR}, mod(raw.n - 1, {CHUNKS_PER_JOB})
-FROM raw JOIN jobs AS j ON j.id = (raw.n - 1) / {CHUNKS_PER_JOB} + 1"""
-            ),
-            {"chunks": jobs * CHUNKS_PER_JOB},
-        )
-        connection.execute(
-            text("SELECT setval(pg_get_serial_sequence('jobs', 'id'), max(id)) FROM jobs")
-        )
-        connection.execute(text(HNSW_DDL))
-        rebuilt = connection.execute(
-            text(
-                "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_job_chunks_embedding_hnsw'"
-            )
-        ).scalar_one()
-        assert rebuilt == definition
-        connection.execute(text("ANALYZE jobs"))
-        connection.execute(text("ANALYZE job_chunks"))
-
-
-def _truncate(engine: Engine) -> None:
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE jobs, job_chunks RESTART IDENTITY CASCADE"))
+CORPUS = Corpus(rows=100_000)
+THIRTY_PERCENT, ONE_PERCENT, TENTH_PERCENT = (FILTER_TIERS[tier][0] for tier in FILTER_TIERS)
+MATCHING = {THIRTY_PERCENT: 30_000, ONE_PERCENT: 1_000, TENTH_PERCENT: 100}
 
 
 @pytest.fixture(scope="module")
-def big_table(database_url: str) -> Iterator[Engine]:
-    engine = db.get_engine()
-    _truncate(engine)
-    _fill(
-        engine,
-        JOBS,
-        company_of=(
-            f"CASE WHEN g <= 3 THEN {SELECTIVE_COMPANY}"
-            f" WHEN g <= 153 THEN {BROAD_COMPANY} ELSE 2 + mod(g, 5) END"
-        ),
-    )
-    yield engine
-    _truncate(engine)
+def corpus(database_url: str) -> Iterator[Engine]:
+    """The 100k-chunk corpus in a database of its own; the layer points at it meanwhile."""
+    with fresh_database() as url, layer_configured(url):
+        run_alembic("upgrade", "head")
+        engine = db.get_engine()
+        build(engine, CORPUS, log=lambda *_: None)
+        yield engine
 
 
 @pytest.fixture
@@ -109,174 +47,206 @@ def search_module(load_function: Callable[[str], ModuleType]) -> tuple[ModuleTyp
     return app, sys.modules["search_store"]
 
 
-def _query_vector(engine: Engine, seed: float = 0.7) -> str:
-    """A random unit vector (not in the table) as a pgvector literal."""
-    with engine.begin() as connection:
-        connection.execute(text("SELECT setseed(:seed)"), {"seed": seed})
-        literal = connection.execute(
-            text(
-                f"""
-WITH raw AS (SELECT array_agg(random() - 0.5 ORDER BY d) AS v FROM generate_series(1, 1024) d)
-SELECT {_RANDOM_UNIT_VECTOR}::text FROM raw"""
-            )
-        ).scalar_one()
-    return str(literal)
-
-
-def _explain(engine: Engine, statement: Any, prepare: Callable[[Any], None]) -> str:
-    with engine.begin() as connection:
-        prepare(connection)
-        rows = connection.execute(text("EXPLAIN " + statement.sql), statement.params).all()
-    return "\n".join(row[0] for row in rows)
+def _query(number: int) -> str:
+    """A query vector from the corpus's distribution (not in the table), as a literal."""
+    return Vector(CORPUS.queries(number + 1)[number]).to_text()
 
 
 def _search(store: ModuleType, literal: str, **kwargs: Any) -> Any:
     kwargs.setdefault("metric", "cosine")
     kwargs.setdefault("ef_search", 100)
+    kwargs.setdefault("chunk_filter", store.ChunkFilter())
     with Session(db.get_engine()) as session, session.begin():
         return store.search_chunks(session, literal, **kwargs)
 
 
-def _exact_ids(engine: Engine, literal: str, top_k: int, where: str = "TRUE") -> list[int]:
-    # Brute force, no index: the order every answer must reproduce.
-    with engine.begin() as connection:
-        db.set_local(connection, "enable_indexscan", "off")
+def _exact_ids(literal: str, top_k: int, where: str = "TRUE", operator: str = "<=>") -> list[int]:
+    """Brute force over the live rows, no index: the answer every search must approach."""
+    with db.get_engine().begin() as connection:
+        db.set_local(connection, {"enable_indexscan": "off"})
         rows = connection.execute(
             text(
-                f"SELECT id FROM job_chunks AS jc WHERE {where}"
-                " ORDER BY embedding <=> CAST(:q AS vector), id LIMIT :k"
+                f"SELECT jc.id FROM job_chunks AS jc JOIN jobs AS j ON j.id = jc.job_id"
+                f" WHERE j.deleted_at IS NULL AND {where}"
+                f" ORDER BY jc.embedding {operator} CAST(:q AS vector), jc.id LIMIT :k"
             ),
             {"q": literal, "k": top_k},
         ).all()
     return [row[0] for row in rows]
 
 
-def test_index_path_uses_the_hnsw_index_and_exact_path_does_not(big_table, search_module):
+def _recall(found: list[int], expected: list[int]) -> float:
+    return len(set(found) & set(expected)) / len(expected)
+
+
+def test_a_selective_filter_walks_the_hnsw_index_and_skips_the_exact_scan(corpus, search_module):
+    # Given a filter keeping 1% of the rows (1,000 chunks, above the exact-scan threshold)
     _, store = search_module
-    literal = _query_vector(big_table)
-    no_filter = store.ChunkFilter()
-    broad = store.ChunkFilter(company_id=BROAD_COMPANY)
-
-    for chunk_filter in (no_filter, broad):
-        statement = store.index_statement(literal, "cosine", 10, 40, chunk_filter)
-        plan = _explain(big_table, statement, lambda c: store.use_index(c, 100))
-        assert "idx_job_chunks_embedding_hnsw" in plan, plan
-    for metric in ("cosine", "l2", "inner_product"):
-        statement = store.exact_statement(literal, metric, 10, broad)
-        plan = _explain(big_table, statement, lambda c: None)
-        assert "idx_job_chunks_embedding_hnsw" not in plan, plan
-
-
-def test_naive_post_filter_would_come_back_short(big_table, search_module):
-    # The problem being solved: the index hands over ef_search rows, then the filter runs.
-    literal = _query_vector(big_table)
-    with big_table.begin() as connection:
-        db.set_local(connection, "hnsw.ef_search", 40)
-        plan = connection.execute(
-            text(
-                "EXPLAIN SELECT id FROM job_chunks WHERE company_id = :c"
-                " ORDER BY embedding <=> CAST(:q AS vector) LIMIT 20"
-            ),
-            {"c": SELECTIVE_COMPANY, "q": literal},
-        ).all()
-        naive = connection.execute(
-            text(
-                "SELECT id FROM (SELECT id, company_id FROM job_chunks"
-                " ORDER BY embedding <=> CAST(:q AS vector) LIMIT 20) AS c"
-                " WHERE company_id = :c"
-            ),
-            {"c": SELECTIVE_COMPANY, "q": literal},
-        ).all()
-    assert plan  # the planner may pick either plan for the inline filter; ours decides
-    assert len(naive) < 20
-
-
-@pytest.mark.parametrize("top_k", [1, 20, 30, 100])
-def test_selective_company_filter_returns_min_top_k_matching_exactly(
-    big_table, search_module, top_k
-):
-    # Given 30 of 3,000 chunks belong to the company
-    _, store = search_module
-    literal = _query_vector(big_table, seed=0.11 * top_k % 1)
-
-    # When searching within it
-    outcome = _search(
-        store, literal, top_k=top_k, chunk_filter=store.ChunkFilter(company_id=SELECTIVE_COMPANY)
+    assert MATCHING[ONE_PERCENT] >= store.EXACT_SCAN_MAX_ROWS
+    statement = store.filtered_statement(
+        _query(0),
+        "cosine",
+        10,
+        store.ChunkFilter(company_id=ONE_PERCENT),
+        store.EXACT_SCAN_MAX_ROWS,
     )
 
-    # Then min(top_k, 30) results, the exact nearest ones, all of that company
-    expected = _exact_ids(big_table, literal, top_k, f"company_id = {SELECTIVE_COMPANY}")
-    assert len(expected) == min(top_k, 30)
-    assert [hit.chunk_id for hit in outcome.hits] == expected
-    assert {hit.company_id for hit in outcome.hits} == {SELECTIVE_COMPANY}
+    # When the planner shows what ran
+    with corpus.begin() as connection:
+        db.set_local(connection, store.index_settings(100))
+        plan = "\n".join(
+            row[0]
+            for row in connection.execute(
+                text("EXPLAIN (ANALYZE, COSTS OFF) " + statement.sql), statement.params
+            )
+        )
+
+    # Then the HNSW index answered with the filter inside the scan, and the exact branch (a
+    # B-tree bitmap scan of the company's rows) was never executed
+    hnsw = plan.index("Index Scan using idx_job_chunks_embedding_hnsw")
+    assert plan.index(f"Filter: (company_id = {ONE_PERCENT})", hnsw) > hnsw, plan
+    assert "Bitmap Heap Scan on job_chunks" in plan
+    assert "(never executed)" in plan.split("Bitmap Heap Scan on job_chunks")[1].splitlines()[0]
+
+
+def test_a_small_filter_is_answered_by_an_exact_scan_of_its_rows(corpus, search_module):
+    _, store = search_module
+    literal = _query(1)
+    outcome = _search(
+        store, literal, top_k=10, chunk_filter=store.ChunkFilter(company_id=TENTH_PERCENT)
+    )
     assert outcome.strategy == "exact"
+    expected = _exact_ids(literal, 10, f"jc.company_id = {TENTH_PERCENT}")
+    assert [hit.chunk_id for hit in outcome.hits] == expected
 
 
-def test_selective_filter_through_the_api_returns_top_k(big_table, search_module):
+@pytest.mark.parametrize("top_k", [10, 100])
+@pytest.mark.parametrize("company", [THIRTY_PERCENT, ONE_PERCENT, TENTH_PERCENT])
+def test_filtered_searches_return_top_k_nearest_through_the_api(
+    corpus, search_module, company, top_k
+):
+    # Given filters keeping 30%, 1% and 0.1% of 100k chunks, and a query
     app, _ = search_module
+    literal = _query(company % 7 + top_k)
+    cache = sys.modules["search_embedding"].QUERY_CACHE
+    cache.put(f"query for company {company}", Vector.from_text(literal).to_list())
+
+    # When searching through the handler
     status, body = call(
         app,
         rest_event(
             "POST",
             "/search",
-            body={"query": "any words at all", "top_k": 25, "company_id": SELECTIVE_COMPANY},
+            body={"query": f"query for company {company}", "top_k": top_k, "company_id": company},
         ),
     )
+
+    # Then exactly top_k results (every filter matches at least 100), all of that company,
+    # best first, and (nearly) the exact nearest ones
     assert status == 200
-    assert len(body["results"]) == 25
-    assert {result["company_id"] for result in body["results"]} == {SELECTIVE_COMPANY}
-
-
-def test_broad_filter_over_fetches_through_the_index(big_table, search_module, monkeypatch):
-    # Given a filter keeping half the table, above the exact-scan threshold
-    _, store = search_module
-    monkeypatch.setattr(store, "EXACT_SCAN_MAX_ROWS", 100)
-    literal = _query_vector(big_table, seed=0.3)
-
-    outcome = _search(
-        store, literal, top_k=50, chunk_filter=store.ChunkFilter(company_id=BROAD_COMPANY)
-    )
-
-    # Then the index answers, with ef_search raised for the over-fetch, and top_k results
-    assert outcome.strategy == "index"
-    assert outcome.ef_search >= 50 / 0.5 * store.OVERFETCH_FACTOR
-    assert len(outcome.hits) == 50
-    assert {hit.company_id for hit in outcome.hits} == {BROAD_COMPANY}
-    distances = [hit.distance for hit in outcome.hits]
+    found = [result["chunk_id"] for result in body["results"]]
+    assert len(found) == top_k
+    assert {result["company_id"] for result in body["results"]} == {company}
+    distances = [result["distance"] for result in body["results"]]
     assert distances == sorted(distances)
-    exact = set(_exact_ids(big_table, literal, 50, f"company_id = {BROAD_COMPANY}"))
-    assert len(exact & {hit.chunk_id for hit in outcome.hits}) >= 40  # approximate, not random
+    expected = _exact_ids(literal, top_k, f"jc.company_id = {company}")
+    assert _recall(found, expected) >= 0.9
 
 
 @pytest.mark.parametrize("metric", ["cosine", "l2", "inner_product"])
-def test_unfiltered_index_ranking_equals_exact_ranking(big_table, search_module, metric):
-    # Unit vectors: the cosine index ranks like every metric. Against brute force by the
-    # requested operator, the index's top 10 must agree (high ef: recall is not under test).
+def test_unfiltered_index_ranking_equals_the_exact_ranking(corpus, search_module, metric):
+    # Unit vectors: the cosine index ranks like every metric. With a generous ef_search the
+    # index's top 10 must equal brute force by the requested operator.
     _, store = search_module
-    literal = _query_vector(big_table, seed=0.5)
-    operator = store.OPERATORS[metric]
-    with big_table.begin() as connection:
-        db.set_local(connection, "enable_indexscan", "off")
-        exact = [
-            row[0]
-            for row in connection.execute(
-                text(
-                    f"SELECT id FROM job_chunks ORDER BY embedding {operator}"
-                    " CAST(:q AS vector), id LIMIT 10"
-                ),
-                {"q": literal},
-            )
-        ]
-    outcome = _search(
-        store, literal, top_k=10, metric=metric, chunk_filter=store.ChunkFilter(), ef_search=1000
-    )
+    literal = _query(2)
+    outcome = _search(store, literal, top_k=10, metric=metric, ef_search=400)
     assert outcome.strategy == "index"
-    assert [hit.chunk_id for hit in outcome.hits] == exact
+    expected = _exact_ids(literal, 10, operator=store.OPERATORS[metric])
+    assert [hit.chunk_id for hit in outcome.hits] == expected
 
 
-def test_unfiltered_search_returns_top_k_at_the_maximum(big_table, search_module):
-    app, _ = search_module
-    status, body = call(app, rest_event("POST", "/search", body={"query": "backend", "top_k": 100}))
-    assert status == 200
-    assert len(body["results"]) == 100
-    assert len({result["chunk_id"] for result in body["results"]}) == 100
+def test_the_default_ef_search_finds_the_nearest_at_the_maximum_top_k(corpus, search_module):
+    _, store = search_module
+    literal = _query(3)
+    outcome = _search(store, literal, top_k=100)
+    assert outcome.strategy == "index"
+    assert len({hit.chunk_id for hit in outcome.hits}) == 100
+    assert _recall([hit.chunk_id for hit in outcome.hits], _exact_ids(literal, 100)) >= 0.95
+
+
+def test_when_the_scan_bound_is_reached_the_exact_scan_answers(corpus, search_module, monkeypatch):
+    # Given an iterative scan allowed to visit only 200 tuples, and a 1% filter
+    _, store = search_module
+    monkeypatch.setattr(store, "MAX_SCAN_TUPLES", 200)
+    literal = _query(4)
+
+    # When 100 results are asked for (about 10,000 tuples would have to be visited)
+    outcome = _search(
+        store, literal, top_k=100, chunk_filter=store.ChunkFilter(company_id=ONE_PERCENT)
+    )
+
+    # Then the short index answer is redone exactly: complete, and the exact nearest
+    assert outcome.strategy == "index_then_exact"
+    assert [hit.chunk_id for hit in outcome.hits] == _exact_ids(
+        literal, 100, f"jc.company_id = {ONE_PERCENT}"
+    )
+
+
+@pytest.fixture
+def churned(corpus: Engine) -> Iterator[tuple[int, str]]:
+    """A 1% company whose 1,000 chunks were re-uploaded five times (delete, insert: each time
+    1,000 new index entries and 1,000 dead ones), with autovacuum off so the dead versions stay
+    in the graph; yields the company and a query right on its chunks. Restored afterwards."""
+    company = FILTER_TIERS["1%"][1]
+    with corpus.begin() as connection:
+        connection.execute(text("ALTER TABLE job_chunks SET (autovacuum_enabled = false)"))
+        connection.execute(
+            text(
+                "CREATE TABLE churn_saved AS"
+                " SELECT id, job_id, chunk_index, chunk_text, embedding, company_id"
+                " FROM job_chunks WHERE company_id = :c"
+            ),
+            {"c": company},
+        )
+        target = connection.execute(
+            text("SELECT embedding::text FROM churn_saved ORDER BY id LIMIT 1")
+        ).scalar_one()
+    for _ in range(5):
+        with corpus.begin() as connection:
+            connection.execute(text("DELETE FROM job_chunks WHERE company_id = :c"), {"c": company})
+            connection.execute(
+                text(
+                    "INSERT INTO job_chunks (job_id, chunk_index, chunk_text, embedding,"
+                    " company_id) SELECT job_id, chunk_index, chunk_text, embedding, company_id"
+                    " FROM churn_saved"
+                )
+            )
+    yield company, str(target)
+    with corpus.begin() as connection:
+        connection.execute(text("DELETE FROM job_chunks WHERE company_id = :c"), {"c": company})
+        connection.execute(
+            text(
+                "INSERT INTO job_chunks (id, job_id, chunk_index, chunk_text, embedding,"
+                " company_id) SELECT * FROM churn_saved"
+            )
+        )
+        connection.execute(text("DROP TABLE churn_saved"))
+        connection.execute(text("ALTER TABLE job_chunks RESET (autovacuum_enabled)"))
+
+
+def test_heavy_reupload_churn_still_returns_top_k_live_chunks(churned, search_module):
+    # Given a company re-uploaded five times, its dead versions still in the HNSW graph
+    company, literal = churned
+    _, store = search_module
+
+    for chunk_filter in (store.ChunkFilter(), store.ChunkFilter(company_id=company)):
+        # When searching right where the dead versions crowd the graph (ef_search 40: the
+        # first batch of candidates is mostly dead)
+        outcome = _search(store, literal, top_k=100, chunk_filter=chunk_filter, ef_search=40)
+
+        # Then 100 live chunks, nearly the exact answer, found by walking on in the index
+        found = [hit.chunk_id for hit in outcome.hits]
+        assert len(set(found)) == 100
+        assert outcome.strategy == "index"
+        where = f"jc.company_id = {company}" if chunk_filter.active else "TRUE"
+        assert _recall(found, _exact_ids(literal, 100, where)) >= 0.9

@@ -169,9 +169,7 @@ def search(request: SearchRequest, *, deadline: float | None = None) -> SearchRe
     with connection_transaction() as connection:
         if request.mode == "vector":
             nearest = _nearest(connection, literal, request, request.top_k)
-            scored = [
-                ScoredHit(hit, similarity(request.metric, hit.distance)) for hit in nearest
-            ]
+            scored = [ScoredHit(hit, similarity(request.metric, hit.distance)) for hit in nearest]
         elif request.mode == "keyword":
             matches = _keyword(connection, literal, request, request.top_k)
             scored = [ScoredHit(hit, rank) for hit, rank in matches]

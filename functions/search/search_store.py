@@ -1,23 +1,26 @@
-"""Vector search and job reads in PostgreSQL + pgvector (data access; no HTTP here).
+"""Vector search and job reads in PostgreSQL + pgvector >= 0.8 (data access; no HTTP here).
 
 How a query is answered (the response must hold ``min(top_k, matching chunks)`` rows):
 
-* The stored vectors are unit-length (Titan ``normalize=true``; the local embedder too), so
+* The stored vectors are unit-length (Titan ``normalize=true``; the local embedders too), so
   cosine distance, L2 distance and negative inner product rank them identically:
   ``l2 = sqrt(2 * cosine)`` and ``inner = cosine - 1``. Every metric therefore walks the seed's
   cosine HNSW index and reports the requested operator's own value, re-sorted by it.
-* ``hnsw.ef_search`` is set per transaction (``SET LOCAL``), never per session.
-* An index scan returns at most ``ef_search`` rows and filters are applied after it, so a
-  selective filter, or dead row versions left by re-uploads, can leave it short. Strategy:
-  - no filter: index scan; if it comes back short, an exact scan;
-  - with a filter: count the matching chunks (btree on ``company_id`` / ``job_id``, the
-    count capped). Few -> exact scan of just those rows. Many -> on pgvector >= 0.8 an
-    iterative index scan (``relaxed_order``, bounded by ``max_scan_tuples``) with the filter
-    inside, re-sorted outside; before 0.8 (no iterative scans) an index scan over-fetching
-    ``top_k / selectivity`` candidates with ``ef_search`` raised to match. Short -> exact.
-* The exact scan computes the requested operator over the filtered rows in a materialised CTE,
-  which keeps the planner off the HNSW index (an approximate answer is what we fall back from).
-* Jobs taken out of search (``jobs.deleted_at``) never appear.
+* Settings are per transaction (``SET LOCAL``), never per session: ``hnsw.ef_search``, and
+  pgvector 0.8's iterative index scans (``hnsw.iterative_scan = relaxed_order``, bounded by
+  ``hnsw.max_scan_tuples``). An iterative scan keeps walking the graph until the LIMIT is met
+  by rows that pass the filter and are visible, so neither a selective filter nor the dead
+  versions that re-uploads leave behind (until VACUUM) can make the answer short, up to the
+  bound. ``relaxed_order`` may emit rows slightly out of order; the CTE is materialised and
+  re-sorted outside, by the requested operator.
+* With a filter, one statement decides and answers: it counts the matching chunks (B-tree on
+  ``job_chunks.company_id`` / ``job_id``, counting stops at ``EXACT_SCAN_MAX_ROWS``); few ->
+  an exact scan of just those rows (a one-time filter skips the index branch), many -> the
+  iterative index scan with the filter inside (and the exact branch is skipped).
+* Only when the index answer still comes back short (the scan bound was reached) is the
+  query redone exactly: a second round trip on a rare path.
+* Jobs taken out of search (``jobs.deleted_at``) never appear: their chunks are deleted, and
+  the join re-checks.
 
 Keyword search (``keyword_chunks``) matches ``job_chunks.search_vector`` (a generated
 ``tsvector``, GIN-indexed; migration 0003) against ``job_chunk_search_query``, which tokenises
@@ -26,7 +29,6 @@ the query exactly as the column tokenises chunks, and ranks by ``ts_rank_cd``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,30 +45,22 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 Metric = Literal["cosine", "l2", "inner_product"]
-Strategy = Literal["index", "iterative_index", "exact", "index_then_exact"]
+Strategy = Literal["index", "exact", "index_then_exact"]
 
 OPERATORS: dict[Metric, str] = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
 
 EXACT_SCAN_MAX_ROWS = 2_000
-"""A filter keeping at most this many chunks is answered by an exact scan of just those rows
-(btree lookup, then a 4 KB TOASTed vector each: about 33 us per row at 100k rows in
-bench/bench_search.py, so 2,000 rows ~ 65 ms) -- exact, and where an index scan would need
-an ``ef_search`` of ``2 * top_k / selectivity``, beyond pgvector's 1,000 at 1% selectivity.
-Above it, the index (13 ms at ef_search 100, 21 ms at 200 in the same benchmark) is cheaper."""
+"""A filter keeping fewer chunks than this is answered by an exact scan of just those rows.
+PLACEHOLDER: re-measured on pgvector 0.8.5 below."""
 
-EF_SEARCH_MAX = 1000
-"""pgvector's upper bound for ``hnsw.ef_search``."""
-
-OVERFETCH_FACTOR = 2.0
-"""Index candidates fetched per expected match, for the filter's unevenness across the graph."""
+MAX_SCAN_TUPLES = 20_000
+"""``hnsw.max_scan_tuples``: how far one iterative index scan may walk before giving up (then
+the exact fallback answers). PLACEHOLDER: re-measured on pgvector 0.8.5."""
 
 KEYWORD_RANK_MAX_ROWS = 1_000
 """Keyword matches ranked per query. Ranking reads every matched chunk's tsvector (about 6 us
 each): a query of common words ("경험", "engineer") matches most of a large table, so only the
 first 1,000 matches found are ranked (bench/bench_search.py: p95 bounded at 100k chunks)."""
-
-ITERATIVE_MAX_SCAN_TUPLES = 20_000
-"""Upper bound of an iterative index scan (pgvector >= 0.8) before the exact fallback."""
 
 
 @dataclass(frozen=True)
@@ -129,38 +123,90 @@ class JobRecord:
 _HIT_COLUMNS = "jc.id, jc.job_id, j.company_id, j.title, jc.chunk_index, jc.chunk_text, c.distance"
 
 
-def index_statement(
-    query_literal: str,
-    metric: Metric,
-    top_k: int,
-    candidates: int,
-    chunk_filter: ChunkFilter,
-    *,
-    filter_inside: bool = False,
-) -> Statement:
-    """Nearest ``candidates`` by the cosine HNSW index, then the live, matching ``top_k`` by the
-    requested operator. ``filter_inside`` puts the filter into the index scan (iterative scans
-    on pgvector >= 0.8); otherwise it is applied to the candidates."""
-    operator = OPERATORS[metric]
-    inner_where = f"WHERE {chunk_filter.sql()}" if filter_inside else ""
-    sql = f"""
-WITH c AS MATERIALIZED (
+def _candidates_for(top_k: int) -> int:
+    """Rows the (relaxed-order) index scan returns before the re-sort: a little more than
+    ``top_k``, so a neighbour emitted slightly late still makes the cut."""
+    return 2 * top_k + 10
+
+
+def _scored(operator: str, where: str) -> str:
+    """Chunks of jobs still in search matching ``where``, with the operator's distance. The
+    job is checked inside the scan, so removed jobs' chunks (normally deleted with the job)
+    can never take the places of live ones before a LIMIT."""
+    return f"""
     SELECT jc.id, jc.embedding {operator} CAST(:query AS vector) AS distance
     FROM job_chunks AS jc
-    {inner_where}
+    JOIN jobs AS j ON j.id = jc.job_id
+    WHERE j.deleted_at IS NULL AND {where}"""
+
+
+def _index_branch(operator: str, where: str) -> str:
+    """The nearest ``:candidates`` chunks by the cosine HNSW index, ``where`` inside the scan."""
+    return f"""{_scored(operator, where)}
     ORDER BY jc.embedding <=> CAST(:query AS vector)
-    LIMIT :candidates
-)
+    LIMIT :candidates"""
+
+
+def _answer(candidates: str) -> str:
+    """The live chunks among ``candidates`` (a relation of ``id, distance``), best first.
+    ``distance + 0``: the planner takes an index scan's output as sorted by distance, but in
+    ``relaxed_order`` it is only nearly so; the expression forces a real sort of every
+    candidate (and with it, reading all of them) instead of a merge that trusts the order."""
+    return f"""
 SELECT {_HIT_COLUMNS}
-FROM c
+FROM {candidates} AS c
 JOIN job_chunks AS jc ON jc.id = c.id
 JOIN jobs AS j ON j.id = jc.job_id
-WHERE j.deleted_at IS NULL AND {chunk_filter.sql()}
-ORDER BY c.distance, jc.id
+WHERE j.deleted_at IS NULL
+ORDER BY c.distance + 0, jc.id
 LIMIT :top_k"""
+
+
+def index_statement(query_literal: str, metric: Metric, top_k: int) -> Statement:
+    """Unfiltered: the nearest chunks by the iterative HNSW index scan, re-sorted by the
+    requested operator."""
+    sql = f"""
+WITH c AS MATERIALIZED ({_index_branch(OPERATORS[metric], "TRUE")}
+){_answer("c")}"""
+    return Statement(
+        sql, {"query": query_literal, "candidates": _candidates_for(top_k), "top_k": top_k}
+    )
+
+
+def filtered_statement(
+    query_literal: str, metric: Metric, top_k: int, chunk_filter: ChunkFilter, exact_below: int
+) -> Statement:
+    """Filtered, in one round trip: count the matching chunks (stopping at ``exact_below``);
+    fewer -> exact scan of those rows, else the iterative index scan with the filter inside.
+    Each branch is gated by a one-time filter on the count, so only one of them runs. Every
+    row carries the count, and so does a row of NULLs when nothing matched, so the caller
+    knows which branch answered."""
+    operator = OPERATORS[metric]
+    where = chunk_filter.sql()
+    few = "(SELECT matching FROM counted) < :exact_below"
+    sql = f"""
+WITH counted AS MATERIALIZED (
+    SELECT count(*) AS matching
+    FROM (SELECT 1 FROM job_chunks AS jc WHERE {where} LIMIT :exact_below) AS m
+),
+exact AS MATERIALIZED ({_scored(operator, f"{where} AND {few}")}
+),
+nearest AS MATERIALIZED ({_index_branch(operator, f"{where} AND NOT {few}")}
+),
+c AS (
+    (SELECT id, distance FROM exact ORDER BY distance, id LIMIT :top_k)
+    UNION ALL
+    (SELECT id, distance FROM nearest)
+),
+hits AS ({_answer("c")}
+)
+SELECT counted.matching, hits.*
+FROM counted LEFT JOIN hits ON TRUE
+ORDER BY hits.distance, hits.id"""
     params: dict[str, Any] = {
         "query": query_literal,
-        "candidates": candidates,
+        "exact_below": exact_below,
+        "candidates": _candidates_for(top_k),
         "top_k": top_k,
         **chunk_filter.params(),
     }
@@ -191,96 +237,45 @@ ORDER BY c.distance, jc.id"""
     return Statement(sql, {"query": query_literal, "top_k": top_k, **chunk_filter.params()})
 
 
-def matching_statement(chunk_filter: ChunkFilter, cap: int) -> Statement:
-    """How many chunks the filter keeps (counting stops at ``cap``), and the table's size
-    as the planner last estimated it (``reltuples``; -1 when never analysed)."""
-    sql = f"""
-SELECT
-    (SELECT count(*) FROM (
-        SELECT 1 FROM job_chunks AS jc WHERE {chunk_filter.sql()} LIMIT :cap
-    ) AS m) AS matching,
-    (SELECT reltuples FROM pg_class WHERE oid = 'job_chunks'::regclass) AS total_estimate"""
-    return Statement(sql, {"cap": cap, **chunk_filter.params()})
-
-
-def set_locals(session: Session | Connection, settings: dict[str, str | int]) -> None:
-    """Several ``SET LOCAL`` in one round trip (``set_config(..., true)``, as
-    :func:`flex_shared.db.set_local` does for one): each round trip costs a millisecond or
-    more through RDS Proxy."""
-    calls = ", ".join(f"set_config(:name{i}, :value{i}, true)" for i in range(len(settings)))
-    params: dict[str, str] = {}
-    for i, (name, value) in enumerate(settings.items()):
-        params[f"name{i}"] = name
-        params[f"value{i}"] = str(value)
-    session.execute(text(f"SELECT {calls}"), params)
-
-
 def index_settings(ef_search: int) -> dict[str, str | int]:
-    """This transaction's settings for an HNSW scan: ``ef_search``, and no sequential scan. The
-    strategy was chosen on purpose; the planner, which underestimates scanning TOASTed 4 KB
-    vectors, would otherwise prefer a full sort on small and mid-sized tables."""
-    return {"hnsw.ef_search": ef_search, "enable_seqscan": "off"}
+    """This transaction's settings for an HNSW scan: ``ef_search``, pgvector 0.8's iterative
+    scan and its bound, and neither a sequential scan nor a sort where the index can give the
+    order. The strategy was chosen on purpose (the count decides it); left to itself, the
+    planner, which underestimates reading TOASTed 4 KB vectors, sorts every matching row (found
+    by a B-tree, or by a full scan on small tables) instead of walking the HNSW graph. Where
+    no plan avoids a sort (the exact branch, the final order) it still sorts."""
+    return {
+        "hnsw.ef_search": ef_search,
+        "hnsw.iterative_scan": "relaxed_order",
+        "hnsw.max_scan_tuples": MAX_SCAN_TUPLES,
+        "enable_seqscan": "off",
+        "enable_sort": "off",
+    }
 
 
-def use_index(session: Session | Connection, ef_search: int) -> None:
-    set_locals(session, index_settings(ef_search))
+def _hit(row: Any) -> ChunkHit | None:
+    distance = float(row.distance)
+    if not math.isfinite(distance):
+        return None  # a zero vector has no direction: NaN is not comparable, nor JSON
+    return ChunkHit(
+        row.id, row.job_id, row.company_id, row.title, row.chunk_index, row.chunk_text, distance
+    )
 
 
-def _use_exact(session: Session | Connection) -> None:
-    set_local(session, "enable_seqscan", "on")
-
-
-def estimated_matching(session: Session | Connection, chunk_filter: ChunkFilter) -> float:
-    """The planner's estimate of the rows the filter keeps (no rows are read)."""
-    plan = session.execute(
-        text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM job_chunks AS jc WHERE {chunk_filter.sql()}"),
-        chunk_filter.params(),
-    ).scalar_one()
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    return float(plan[0]["Plan"]["Plan Rows"])
-
-
-_vector_version: tuple[int, ...] | None = None
-
-
-def pgvector_version(session: Session | Connection) -> tuple[int, ...]:
-    """The installed pgvector version, read once per container."""
-    global _vector_version
-    if _vector_version is None:
-        raw = session.execute(
-            text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        ).scalar_one()
-        _vector_version = tuple(int(part) for part in str(raw).split(".")[:3] if part.isdigit())
-    return _vector_version
-
-
-def reset_pgvector_version() -> None:
-    global _vector_version
-    _vector_version = None
-
-
-def _run(session: Session | Connection, statement: Statement) -> list[ChunkHit]:
-    rows = session.execute(text(statement.sql), statement.params).all()
-    hits = []
-    for row in rows:
-        distance = float(row[6])
-        if not math.isfinite(distance):
-            continue  # a zero vector has no direction: NaN is not comparable, nor JSON
-        hits.append(ChunkHit(row[0], row[1], row[2], row[3], row[4], row[5], distance))
-    return hits
-
-
-def _candidates_for(top_k: int) -> int:
-    # Room for dead versions and chunks of removed jobs among the nearest neighbours.
-    return 2 * top_k + 10
+def _hits(rows: Any) -> list[ChunkHit]:
+    return [hit for hit in map(_hit, rows) if hit is not None]
 
 
 def _exact(
-    session: Session | Connection, statement: Statement, strategy: Strategy, ef: int | None
-) -> SearchOutcome:
-    _use_exact(session)
-    return SearchOutcome(_run(session, statement), strategy, ef)
+    session: Session | Connection,
+    query_literal: str,
+    metric: Metric,
+    top_k: int,
+    chunk_filter: ChunkFilter,
+) -> list[ChunkHit]:
+    set_local(session, {"enable_seqscan": "on", "enable_sort": "on"})
+    statement = exact_statement(query_literal, metric, top_k, chunk_filter)
+    return _hits(session.execute(text(statement.sql), statement.params))
 
 
 def search_chunks(
@@ -293,56 +288,31 @@ def search_chunks(
     ef_search: int,
 ) -> SearchOutcome:
     """The ``min(top_k, matching)`` live chunks nearest to the query, best first. Must run
-    inside a transaction (``SET LOCAL``)."""
-    exact = exact_statement(query_literal, metric, top_k, chunk_filter)
-
+    inside a transaction (``SET LOCAL``). Two round trips (settings, query); a third only when
+    the index scan reached its bound."""
+    set_local(session, index_settings(ef_search))
     if not chunk_filter.active:
-        candidates = _candidates_for(top_k)
-        ef = min(EF_SEARCH_MAX, max(ef_search, candidates))
-        use_index(session, ef)
-        hits = _run(
-            session, index_statement(query_literal, metric, top_k, candidates, chunk_filter)
-        )
+        statement = index_statement(query_literal, metric, top_k)
+        hits = _hits(session.execute(text(statement.sql), statement.params))
         if len(hits) == top_k:
-            return SearchOutcome(hits, "index", ef)
-        return _exact(session, exact, "index_then_exact", ef)
-
-    counted = matching_statement(chunk_filter, EXACT_SCAN_MAX_ROWS + 1)
-    matching, total_estimate = session.execute(text(counted.sql), counted.params).one()
-    if matching <= EXACT_SCAN_MAX_ROWS or total_estimate <= 0:
-        return SearchOutcome(_run(session, exact), "exact", None)
-
-    if pgvector_version(session) >= (0, 8):
-        candidates = _candidates_for(top_k)
-        ef = min(EF_SEARCH_MAX, max(ef_search, candidates))
-        set_locals(
-            session,
-            {
-                **index_settings(ef),
-                "hnsw.iterative_scan": "relaxed_order",
-                "hnsw.max_scan_tuples": ITERATIVE_MAX_SCAN_TUPLES,
-            },
+            return SearchOutcome(hits, "index", ef_search)
+        return SearchOutcome(
+            _exact(session, query_literal, metric, top_k, chunk_filter),
+            "index_then_exact",
+            ef_search,
         )
-        statement = index_statement(
-            query_literal, metric, top_k, candidates, chunk_filter, filter_inside=True
-        )
-        hits = _run(session, statement)
-        if len(hits) == top_k:
-            return SearchOutcome(hits, "iterative_index", ef)
-        return _exact(session, exact, "index_then_exact", ef)
 
-    # The count stopped at its cap; the planner's statistics say how far beyond it goes.
-    matching = max(float(matching), estimated_matching(session, chunk_filter))
-    selectivity = min(1.0, matching / max(float(total_estimate), matching))
-    candidates = math.ceil(top_k / selectivity * OVERFETCH_FACTOR) + top_k
-    if candidates > EF_SEARCH_MAX:
-        return SearchOutcome(_run(session, exact), "exact", None)
-    ef = max(ef_search, candidates)
-    use_index(session, ef)
-    hits = _run(session, index_statement(query_literal, metric, top_k, candidates, chunk_filter))
+    statement = filtered_statement(query_literal, metric, top_k, chunk_filter, EXACT_SCAN_MAX_ROWS)
+    rows = session.execute(text(statement.sql), statement.params).all()
+    matching = int(rows[0].matching)
+    hits = _hits(row for row in rows if row.id is not None)
+    if matching < EXACT_SCAN_MAX_ROWS:
+        return SearchOutcome(hits, "exact", None)
     if len(hits) == top_k:
-        return SearchOutcome(hits, "index", ef)
-    return _exact(session, exact, "index_then_exact", ef)
+        return SearchOutcome(hits, "index", ef_search)
+    return SearchOutcome(
+        _exact(session, query_literal, metric, top_k, chunk_filter), "index_then_exact", ef_search
+    )
 
 
 def keyword_statement(

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from migrations.server_requirements import require_supported_server
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -22,8 +24,9 @@ TABLES_WITH_UPDATED_AT = ("jobs", "interview_sessions", "interview_results")
 
 
 def upgrade() -> None:
-    # The vector type must exist before the first table that uses it.
-    op.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    # Before anything is created: PostgreSQL >= 15, and the vector extension (>= 0.8) installed,
+    # since the vector type must exist before the first table that uses it.
+    require_supported_server(op.get_bind())
     op.create_table(
         "jobs",
         sa.Column("id", sa.Integer(), nullable=False),

@@ -11,7 +11,7 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -268,9 +268,13 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
-def set_local(connection: Connection | Session, name: str, value: str | int) -> None:
-    """``SET LOCAL name = value`` for the current transaction only (no RDS Proxy pinning
-    beyond it); ``set_config`` takes bind parameters where ``SET`` cannot."""
-    connection.execute(
-        text("SELECT set_config(:name, :value, true)"), {"name": name, "value": str(value)}
-    )
+def set_local(connection: Connection | Session, settings: Mapping[str, str | int]) -> None:
+    """``SET LOCAL name = value`` for each setting, for the current transaction only (no RDS
+    Proxy pinning beyond it), in one round trip: ``set_config(..., true)`` takes bind
+    parameters where ``SET`` cannot."""
+    calls = ", ".join(f"set_config(:name{i}, :value{i}, true)" for i in range(len(settings)))
+    params: dict[str, str] = {}
+    for i, (name, value) in enumerate(settings.items()):
+        params[f"name{i}"] = name
+        params[f"value{i}"] = str(value)
+    connection.execute(text(f"SELECT {calls}"), params)
