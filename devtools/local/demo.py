@@ -159,7 +159,7 @@ def run_demo(say: Callable[[str], None] = print, options: LocalOptions | None = 
         if any(hit["job_id"] != new_job_id for hit in found):
             raise DemoFailure("the job_id filter let another job through")
 
-        job_ids = {key: job.id for key, job in by_key.items()}
+        job_ids = {key: job.id for key, job in by_key.items() if key is not None}
         say("\n== Search by meaning, in English")
         english = _search(api, say, {"query": ENGLISH_QUERY, "top_k": 3})
         _expect_first(english, job_ids, ENGLISH_SAMPLE)

@@ -175,6 +175,8 @@ def search(request: SearchRequest, *, deadline: float | None = None) -> SearchRe
             scored = [ScoredHit(hit, rank) for hit, rank in matches]
         else:
             candidates = max(HYBRID_MIN_CANDIDATES, 3 * request.top_k)
+            # Keyword side first: the vector side's SET LOCALs (no seq scan, no sort) are meant
+            # for its own plan, and last until the transaction ends.
             matches = _keyword(connection, literal, request, candidates)
             nearest = _nearest(connection, literal, request, candidates)
             fused = reciprocal_rank_fusion(request.metric, [nearest, [hit for hit, _ in matches]])

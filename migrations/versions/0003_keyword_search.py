@@ -37,16 +37,19 @@ depends_on: str | Sequence[str] | None = None
 
 # Trailing particles and endings cut from a Korean query word, longest first. A one-syllable
 # ending is cut only from words of three or more syllables (회의, 경로, 아이 stay whole).
-KOREAN_ENDINGS = (
+_KOREAN_ENDINGS = (
     "으로서 으로써 에서의 이라는 이라고 "
     "에서 으로 에게 께서 한테 까지 부터 처럼 보다 이나 이랑 라는 로서 로써 와의 과의 에의 "
     "하는 하고 하며 하여 해서 했던 하던 되는 적인 "
     "을 를 이 가 은 는 의 에 로 와 과 도 만 한 된 할 인"
-).split()
+)
+KOREAN_ENDINGS = _KOREAN_ENDINGS.split()
 # Korean words that say nothing about a job; AND-ing them would only lose matches.
-KOREAN_STOPWORDS = (
-    "있는 있고 있으며 있으신 있습니다 합니다 및 등 또는 위한 대한 통한 통해 관련 분 것 수 더 또 우리 저희"
-).split()
+_KOREAN_STOPWORDS = (
+    "있는 있고 있으며 있으신 있습니다 합니다 및 등 또는 위한 대한 통한 통해 관련 분 것 수 더 또"
+    " 우리 저희"
+)
+KOREAN_STOPWORDS = _KOREAN_STOPWORDS.split()
 
 
 def _array(words: list[str]) -> str:
@@ -120,9 +123,7 @@ def upgrade() -> None:
         " GENERATED ALWAYS AS (job_chunk_search_vector(chunk_text)) STORED NOT NULL,"
         " ALTER COLUMN search_vector SET STORAGE MAIN"
     )
-    op.execute(
-        "CREATE INDEX ix_job_chunks_search_vector ON job_chunks USING gin (search_vector)"
-    )
+    op.execute("CREATE INDEX ix_job_chunks_search_vector ON job_chunks USING gin (search_vector)")
 
 
 def downgrade() -> None:
