@@ -57,10 +57,12 @@ MAX_SCAN_TUPLES = 20_000
 """``hnsw.max_scan_tuples``: how far one iterative index scan may walk before giving up (then
 the exact fallback answers). PLACEHOLDER: re-measured on pgvector 0.8.5."""
 
-KEYWORD_RANK_MAX_ROWS = 1_000
-"""Keyword matches ranked per query. Ranking reads every matched chunk's tsvector (about 6 us
-each): a query of common words ("경험", "engineer") matches most of a large table, so only the
-first 1,000 matches found are ranked (bench/bench_search.py: p95 bounded at 100k chunks)."""
+KEYWORD_RANK_MAX_ROWS = 300
+"""Keyword matches ranked per query: the first 300 found. Every match contains all the query's
+words; ranking reads each one's tsvector from its heap page, and a query of common words
+("경험", "engineer") matches a good part of a large table. In bench/bench_search.py at 100k
+chunks the evaluation queries match 750 chunks (median; up to 9,923): ranking 1,000 of them cost
+2.5x what 300 cost at p95, 100 no less than 300 (finding the matches is the floor)."""
 
 
 @dataclass(frozen=True)
@@ -328,7 +330,8 @@ def keyword_statement(
     """The ``limit`` live, matching chunks that contain the query's words (all of them, or any
     with ``match_all`` false), best text rank first, each with its vector distance by the
     requested operator. ``min_similarity`` drops, before the limit, chunks whose cosine
-    similarity to the query is lower. At most ``KEYWORD_RANK_MAX_ROWS`` matches are ranked."""
+    similarity to the query is lower. At most ``KEYWORD_RANK_MAX_ROWS`` matches are ranked.
+    Removed jobs (their chunks are deleted with them) are re-checked on the answer only."""
     operator = OPERATORS[metric]
     similar = (
         "AND 1 - (jc.embedding <=> CAST(:query AS vector)) >= :min_similarity"
@@ -341,9 +344,8 @@ def keyword_statement(
 WITH matched AS MATERIALIZED (
     SELECT jc.id, ts_rank_cd(jc.search_vector, q.terms) AS rank
     FROM job_chunks AS jc
-    JOIN jobs AS j ON j.id = jc.job_id
     CROSS JOIN (SELECT job_chunk_search_query(:query_text, :match_all) AS terms) AS q
-    WHERE jc.search_vector @@ q.terms AND j.deleted_at IS NULL AND {chunk_filter.sql()}
+    WHERE jc.search_vector @@ q.terms AND {chunk_filter.sql()}
         {similar}
     LIMIT :rank_max_rows
 ),
@@ -355,6 +357,7 @@ SELECT jc.id, jc.job_id, j.company_id, j.title, jc.chunk_index, jc.chunk_text,
 FROM best AS b
 JOIN job_chunks AS jc ON jc.id = b.id
 JOIN jobs AS j ON j.id = jc.job_id
+WHERE j.deleted_at IS NULL
 ORDER BY b.rank DESC, jc.id"""
     params: dict[str, Any] = {
         "query_text": query_text,
