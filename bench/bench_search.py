@@ -363,7 +363,7 @@ def _strategy_sweep(
 
 
 MODES = ("vector", "keyword", "hybrid")
-MODE_PASSES = 3  # the first pass warms caches and is discarded
+MODE_PASSES = 5  # the first pass warms caches and is discarded
 
 
 def _modes(
@@ -426,6 +426,7 @@ def _modes(
     plan_text = json.dumps(plan)
     stats = {mode: _percentiles(latencies[mode]) for mode in MODES}
     return {
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "queries": len(queries),
         "samples_per_mode": len(latencies["vector"]),
         "top_k": TOP_K,
