@@ -280,6 +280,21 @@ def search_rows(result: Mapping[str, Any]) -> list[Row]:
                 "always top_k",
             )
         )
+    modes = result.get("modes") or {}
+    for mode in ("vector", "keyword", "hybrid"):
+        if mode in modes:
+            out.append(
+                (
+                    area,
+                    f"{mode} mode p50 / p95 (handler)",
+                    f"{_fmt(_get(modes, mode, 'p50_ms'), '.1f')} /"
+                    f" {_fmt(_get(modes, mode, 'p95_ms'), '.1f')} ms",
+                    "",
+                )
+            )
+    if modes:
+        ratio = _fmt(modes.get("hybrid_p95_over_vector_p95"), ".2f", "x")
+        out.append((area, "hybrid p95 / vector p95", ratio, "<= 2x"))
     return out
 
 
