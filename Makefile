@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := requirements.txt layers/shared/requirements.txt $(wildcard functions/*/requirements.txt)
 
-.PHONY: install test test-pg16 lint typecheck check clean sam-install sam-validate sam-build layer-size run demo invoke openapi bench
+.PHONY: install test test-pg16 lint typecheck check clean sam-install sam-validate sam-build layer-size scan-install scan run demo invoke openapi bench
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,24 @@ sam-validate: sam-install
 ## sam-build: build the layer and every function for arm64 into .aws-sam/build (no container)
 sam-build: sam-install
 	$(SAM) build --template-file template.yaml
+
+# checkov lives in a third virtualenv: it pins its own boto3, unlike the SAM CLI and the project.
+SCAN_VENV := .venv-scan
+
+$(SCAN_VENV)/.installed: requirements-scan.txt
+	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/python -m pip install --quiet -r requirements-scan.txt
+	touch $@
+
+scan-install: $(SCAN_VENV)/.installed
+
+## scan: checkov on template.yaml as written and as SAM translates it; fails on any finding
+# that is neither fixed nor suppressed beside its resource with a one-line reason
+# (devtools/template_scan.py; runs on the SAM CLI's interpreter for SAM's translator; offline).
+scan: sam-install scan-install
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(SAM_VENV)/bin/python -m devtools.template_scan \
+		--template template.yaml --checkov $(SCAN_VENV)/bin/checkov --out-dir .aws-sam/scan
 
 ## layer-size: unzipped sizes of the built layer and functions; fails over budget or on drift
 layer-size: install sam-build

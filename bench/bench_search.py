@@ -310,8 +310,9 @@ def _strategy_sweep(
     store: Any, engine: Any, corpus: Corpus, literals: list[str], ef: int, log: Any
 ) -> dict[str, Any]:
     """Each branch of the filtered statement forced, per filter size: the exact scan, and the
-    iterative index scan in ``relaxed_order`` (re-sorted) and ``strict_order``. The crossing
-    of their latencies is ``EXACT_SCAN_MAX_ROWS``; the recalls choose the order mode."""
+    iterative index scan in ``relaxed_order`` (re-sorted) and ``strict_order``. Where their
+    latencies cross sets ``search_store.EXACT_SCAN_COST_RATIO``; the recalls choose the order
+    mode."""
     from sqlalchemy.orm import Session
 
     from flex_shared import db
@@ -456,7 +457,8 @@ def print_table(results: dict[str, Any]) -> None:
     print(
         f"HNSW build (m=16, ef_construction=64): {build_info['index_build_seconds']} s{reused},"
         f" index {build_info['index_bytes'] / 2**20:.0f} MiB,"
-        f" COPY load {build_info['load_seconds']} s"
+        f" COPY load {build_info['load_seconds']} s,"
+        f" building backend's peak RSS {build_info.get('build_backend_peak_rss_mb')} MiB"
     )
     print()
     print(f"{'ef_search':>9} | {'recall@10':>9} | {'p50 ms':>7} | {'p95 ms':>7}")

@@ -188,6 +188,18 @@ def _copy(engine: Engine, statement: str, buffer: io.BytesIO) -> None:
         cursor.execute(statement, stream=buffer)
 
 
+def _peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory (VmHWM) of a server process on this machine; None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def stored_build(engine: Engine, corpus: Corpus) -> dict[str, Any] | None:
     """The recorded build of this corpus, if the database holds exactly it with its index."""
     with engine.begin() as connection:
@@ -267,16 +279,19 @@ def build(engine: Engine, corpus: Corpus, *, log: Any = print) -> dict[str, Any]
     load_seconds = time.perf_counter() - started
 
     # The graph must fit in maintenance_work_mem or the build slows down badly (NOTES.md):
-    # about 4.1 KB of vector plus neighbour lists per element. One parallel worker: 2 cores.
-    work_mem_mb = max(1024, min(8192, corpus.rows * 6 // 1024))
+    # about 4.1 KB of vector plus neighbour lists per element, ~8 KB in all. One parallel
+    # worker: 2 cores.
+    work_mem_mb = max(1024, min(12288, corpus.rows * 10 // 1024))
     log(f"building HNSW (m=16, ef_construction=64), maintenance_work_mem={work_mem_mb}MB ...")
     started = time.perf_counter()
     with engine.begin() as connection:
+        backend = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
         connection.execute(
             text("SELECT set_config('maintenance_work_mem', :v, true)"), {"v": f"{work_mem_mb}MB"}
         )
         connection.execute(text("SELECT set_config('max_parallel_maintenance_workers', '1', true)"))
         connection.execute(text(HNSW_DDL))
+        peak_rss_mb = _peak_rss_mb(backend)
     build_seconds = time.perf_counter() - started
 
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -296,6 +311,7 @@ def build(engine: Engine, corpus: Corpus, *, log: Any = print) -> dict[str, Any]
         "index_bytes": index_bytes,
         "table_total_bytes": table_bytes,
         "maintenance_work_mem_mb": work_mem_mb,
+        "build_backend_peak_rss_mb": peak_rss_mb,
     }
     with engine.begin() as connection:
         connection.execute(

@@ -13,7 +13,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,6 +26,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from devtools.lambda_context import FakeLambdaContext
+from devtools.local.s3 import build_s3_event
+from devtools.local.template import Bucket
 from flex_shared import config
 from flex_shared.chunking import chunk_text
 from flex_shared.embeddings import EmbeddingUnavailable, get_embedder
@@ -58,7 +60,6 @@ class Ingest:
     engine: Engine
     log: io.StringIO
     _sequence: int = 0x0067D3F5AD8A1C0000
-    request_ids: list[str] = field(default_factory=list)
 
     def next_sequencer(self) -> str:
         self._sequence += 0x100
@@ -73,32 +74,24 @@ class Ingest:
         self,
         event_name: str,
         key: str,
-        sequencer: str | None,
+        sequencer: str,
         *,
         size: int | None = None,
         version_id: str | None = None,
-        request_id: str | None = None,
     ) -> dict[str, Any]:
-        from urllib.parse import quote_plus
-
-        obj: dict[str, Any] = {"key": quote_plus(key, safe="/")}
-        if size is not None:
-            obj["size"] = size
-        if version_id is not None:
-            obj["versionId"] = version_id
-        if sequencer is not None:
-            obj["sequencer"] = sequencer
-        request_id = request_id or f"REQ{len(self.request_ids):013X}"
-        self.request_ids.append(request_id)
-        return {
-            "eventVersion": "2.1",
-            "eventSource": "aws:s3",
-            "awsRegion": "us-east-1",
-            "eventTime": "2025-03-14T09:26:53.589Z",
-            "eventName": event_name,
-            "responseElements": {"x-amz-request-id": request_id, "x-amz-id-2": "host"},
-            "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": BUCKET}, "object": obj},
-        }
+        """One notification record, as S3 sends it."""
+        bucket = Bucket("JobsBucket", BUCKET, versioned=False)
+        event = build_s3_event(
+            bucket,
+            event_name,
+            key,
+            sequencer=sequencer,
+            configuration_id="ingest",
+            size=size,
+            version_id=version_id,
+        )
+        record: dict[str, Any] = event["Records"][0]
+        return record
 
     def invoke(self, *records: dict[str, Any]) -> dict[str, Any]:
         return self.invoke_event({"Records": list(records)})

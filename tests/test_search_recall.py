@@ -28,7 +28,6 @@ from tests.test_search_support import call, rest_event
 
 CORPUS = Corpus(rows=100_000)
 THIRTY_PERCENT, ONE_PERCENT, TENTH_PERCENT = (FILTER_TIERS[tier][0] for tier in FILTER_TIERS)
-MATCHING = {THIRTY_PERCENT: 30_000, ONE_PERCENT: 1_000, TENTH_PERCENT: 100}
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +79,10 @@ def _recall(found: list[int], expected: list[int]) -> float:
 
 
 def test_a_selective_filter_walks_the_hnsw_index_and_skips_the_exact_scan(corpus, search_module):
-    # Given a filter keeping 1% of the rows (1,000 chunks, above the exact-scan threshold)
+    # Given a filter keeping 1% of the rows (1,000 chunks), with the threshold set below it
     _, store = search_module
-    assert MATCHING[ONE_PERCENT] >= store.EXACT_SCAN_MAX_ROWS
     statement = store.filtered_statement(
-        _query(0),
-        "cosine",
-        10,
-        store.ChunkFilter(company_id=ONE_PERCENT),
-        store.EXACT_SCAN_MAX_ROWS,
+        _query(0), "cosine", 10, store.ChunkFilter(company_id=ONE_PERCENT), exact_below=500
     )
 
     # When the planner shows what ran
@@ -109,15 +103,33 @@ def test_a_selective_filter_walks_the_hnsw_index_and_skips_the_exact_scan(corpus
     assert "(never executed)" in plan.split("Bitmap Heap Scan on job_chunks")[1].splitlines()[0]
 
 
-def test_a_small_filter_is_answered_by_an_exact_scan_of_its_rows(corpus, search_module):
+@pytest.mark.parametrize(
+    ("company", "top_k", "strategy"),
+    [
+        (THIRTY_PERCENT, 10, "index"),
+        (THIRTY_PERCENT, 100, "index"),
+        (ONE_PERCENT, 10, "exact"),
+        (ONE_PERCENT, 100, "exact"),
+        (TENTH_PERCENT, 10, "exact"),
+    ],
+)
+def test_the_cheaper_strategy_answers_each_filter(corpus, search_module, company, top_k, strategy):
+    # At 100k rows the exact scan is cheaper up to ~3,000 matching rows for top_k 10 and
+    # ~8,000 for top_k 100 (measured; see search_store): 1% and 0.1% filters go exact, 30% to
+    # the index, and an exact answer is the exact nearest rows
     _, store = search_module
     literal = _query(1)
     outcome = _search(
-        store, literal, top_k=10, chunk_filter=store.ChunkFilter(company_id=TENTH_PERCENT)
+        store, literal, top_k=top_k, chunk_filter=store.ChunkFilter(company_id=company)
     )
-    assert outcome.strategy == "exact"
-    expected = _exact_ids(literal, 10, f"jc.company_id = {TENTH_PERCENT}")
-    assert [hit.chunk_id for hit in outcome.hits] == expected
+    assert outcome.strategy == strategy
+    expected = _exact_ids(literal, top_k, f"jc.company_id = {company}")
+    found = [hit.chunk_id for hit in outcome.hits]
+    if strategy == "exact":
+        assert found == expected
+    else:
+        assert len(found) == top_k
+        assert _recall(found, expected) >= 0.9
 
 
 @pytest.mark.parametrize("top_k", [10, 100])
@@ -155,14 +167,17 @@ def test_filtered_searches_return_top_k_nearest_through_the_api(
 
 @pytest.mark.parametrize("metric", ["cosine", "l2", "inner_product"])
 def test_unfiltered_index_ranking_equals_the_exact_ranking(corpus, search_module, metric):
-    # Unit vectors: the cosine index ranks like every metric. With a generous ef_search the
-    # index's top 10 must equal brute force by the requested operator.
+    # Unit vectors: the cosine index ranks like every metric. Against brute force by the
+    # requested operator, the index's top 10 (a generous ef_search: recall is not under test
+    # here, and a parallel HNSW build is not deterministic) come in the same order
     _, store = search_module
     literal = _query(2)
-    outcome = _search(store, literal, top_k=10, metric=metric, ef_search=400)
+    outcome = _search(store, literal, top_k=10, metric=metric, ef_search=1000)
     assert outcome.strategy == "index"
+    found = [hit.chunk_id for hit in outcome.hits]
     expected = _exact_ids(literal, 10, operator=store.OPERATORS[metric])
-    assert [hit.chunk_id for hit in outcome.hits] == expected
+    assert _recall(found, expected) >= 0.9
+    assert [i for i in found if i in expected] == [i for i in expected if i in found]
 
 
 def test_the_default_ef_search_finds_the_nearest_at_the_maximum_top_k(corpus, search_module):
@@ -175,45 +190,53 @@ def test_the_default_ef_search_finds_the_nearest_at_the_maximum_top_k(corpus, se
 
 
 def test_when_the_scan_bound_is_reached_the_exact_scan_answers(corpus, search_module, monkeypatch):
-    # Given an iterative scan allowed to visit only 200 tuples, and a 1% filter
+    # Given an iterative scan bounded to a few tuples beyond its first batch (the bound is
+    # approximate and never cuts the first batch of ef_search), and a 30% filter
     _, store = search_module
-    monkeypatch.setattr(store, "MAX_SCAN_TUPLES", 200)
+    monkeypatch.setattr(store, "MAX_SCAN_TUPLES", 10)
     literal = _query(4)
 
-    # When 100 results are asked for (about 10,000 tuples would have to be visited)
+    # When 100 results are asked for (about 700 tuples would have to be visited)
     outcome = _search(
-        store, literal, top_k=100, chunk_filter=store.ChunkFilter(company_id=ONE_PERCENT)
+        store,
+        literal,
+        top_k=100,
+        ef_search=10,
+        chunk_filter=store.ChunkFilter(company_id=THIRTY_PERCENT),
     )
 
     # Then the short index answer is redone exactly: complete, and the exact nearest
     assert outcome.strategy == "index_then_exact"
     assert [hit.chunk_id for hit in outcome.hits] == _exact_ids(
-        literal, 100, f"jc.company_id = {ONE_PERCENT}"
+        literal, 100, f"jc.company_id = {THIRTY_PERCENT}"
     )
 
 
 @pytest.fixture
 def churned(corpus: Engine) -> Iterator[tuple[int, str]]:
-    """A 1% company whose 1,000 chunks were re-uploaded five times (delete, insert: each time
-    1,000 new index entries and 1,000 dead ones), with autovacuum off so the dead versions stay
-    in the graph; yields the company and a query right on its chunks. Restored afterwards."""
-    company = FILTER_TIERS["1%"][1]
+    """100 jobs (1,000 chunks) of the 30% company re-uploaded five times (delete, insert: each
+    time 1,000 new index entries and 1,000 dead ones), with autovacuum off so the dead versions
+    stay in the graph; yields the company and a query right on those chunks. Restored
+    afterwards."""
+    company = THIRTY_PERCENT
     with corpus.begin() as connection:
         connection.execute(text("ALTER TABLE job_chunks SET (autovacuum_enabled = false)"))
         connection.execute(
             text(
                 "CREATE TABLE churn_saved AS"
                 " SELECT id, job_id, chunk_index, chunk_text, embedding, company_id"
-                " FROM job_chunks WHERE company_id = :c"
+                " FROM job_chunks WHERE job_id IN ("
+                "   SELECT id FROM jobs WHERE company_id = :c ORDER BY id LIMIT 100)"
             ),
             {"c": company},
         )
         target = connection.execute(
             text("SELECT embedding::text FROM churn_saved ORDER BY id LIMIT 1")
         ).scalar_one()
+    churned_jobs = "job_id IN (SELECT job_id FROM churn_saved)"
     for _ in range(5):
         with corpus.begin() as connection:
-            connection.execute(text("DELETE FROM job_chunks WHERE company_id = :c"), {"c": company})
+            connection.execute(text(f"DELETE FROM job_chunks WHERE {churned_jobs}"))
             connection.execute(
                 text(
                     "INSERT INTO job_chunks (job_id, chunk_index, chunk_text, embedding,"
@@ -223,7 +246,7 @@ def churned(corpus: Engine) -> Iterator[tuple[int, str]]:
             )
     yield company, str(target)
     with corpus.begin() as connection:
-        connection.execute(text("DELETE FROM job_chunks WHERE company_id = :c"), {"c": company})
+        connection.execute(text(f"DELETE FROM job_chunks WHERE {churned_jobs}"))
         connection.execute(
             text(
                 "INSERT INTO job_chunks (id, job_id, chunk_index, chunk_text, embedding,"

@@ -14,9 +14,10 @@ How a query is answered (the response must hold ``min(top_k, matching chunks)`` 
   bound. ``relaxed_order`` may emit rows slightly out of order; the CTE is materialised and
   re-sorted outside, by the requested operator.
 * With a filter, one statement decides and answers: it counts the matching chunks (B-tree on
-  ``job_chunks.company_id`` / ``job_id``, counting stops at ``EXACT_SCAN_MAX_ROWS``); few ->
-  an exact scan of just those rows (a one-time filter skips the index branch), many -> the
-  iterative index scan with the filter inside (and the exact branch is skipped).
+  ``job_chunks.company_id`` / ``job_id``, counting stops at the threshold, see
+  :func:`filtered_statement`); few -> an exact scan of just those rows (a one-time filter skips
+  the index branch), many -> the iterative index scan with the filter inside (and the exact
+  branch is skipped).
 * Only when the index answer still comes back short (the scan bound was reached) is the
   query redone exactly: a second round trip on a rare path.
 * Jobs taken out of search (``jobs.deleted_at``) never appear: their chunks are deleted, and
@@ -49,13 +50,32 @@ Strategy = Literal["index", "exact", "index_then_exact"]
 
 OPERATORS: dict[Metric, str] = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
 
-EXACT_SCAN_MAX_ROWS = 2_000
-"""A filter keeping fewer chunks than this is answered by an exact scan of just those rows.
-PLACEHOLDER: re-measured on pgvector 0.8.5 below."""
+# When is the exact scan cheaper than the filtered iterative index scan? Measured on pgvector
+# 0.8.5 / PostgreSQL 18 at 100k chunks (bench/bench_search.py, "each branch forced", medians):
+#
+#     filter keeps        exact scan      iterative index scan (ef_search 150)
+#     30% (30,000 rows)   390-640 ms      32-36 ms
+#      1%  (1,000 rows)   20-36 ms        178 ms (top_k 10) / 630 ms (top_k 100)
+#    0.1%    (100 rows)   11-15 ms        490-610 ms, recall 0.54-0.66 at the scan bound
+#
+# The exact scan costs ~17 us per matching row (each 4 KB vector is TOASTed); the index scan
+# ~45 us per tuple it visits, and it visits about candidates / selectivity tuples. They cost the
+# same at M* = sqrt(cost ratio x candidates x table rows) matching rows: ~3,000 at 100k rows for
+# top_k 10, ~8,000 for top_k 100, ~9,500 at 1M rows for top_k 10. Below it, exact is cheaper
+# (and exact); above it, the index. The threshold is computed in the statement from the
+# planner's row count (pg_class.reltuples), so it follows the table as it grows.
+EXACT_SCAN_COST_RATIO = 3.0
+"""Index cost per visited tuple over exact cost per row (measured 2.65; rounded up, which
+keeps a little more on the exact side: same speed there, and exact)."""
+EXACT_SCAN_MIN_ROWS = 1_000
+"""Below this many matching chunks the exact scan answers whatever the table's size (about
+20 ms), e.g. on a table never analysed (``reltuples`` unknown)."""
 
 MAX_SCAN_TUPLES = 20_000
-"""``hnsw.max_scan_tuples``: how far one iterative index scan may walk before giving up (then
-the exact fallback answers). PLACEHOLDER: re-measured on pgvector 0.8.5."""
+"""``hnsw.max_scan_tuples`` (pgvector's default): how far one iterative index scan may walk
+before giving up, about 1 s at the measured cost, after which the exact scan answers. Above the
+threshold a scan is expected to visit about sqrt(candidates x rows / 3) tuples: 1,000-8,000
+up to a million rows."""
 
 KEYWORD_RANK_MAX_ROWS = 300
 """Keyword matches ranked per query: the first 300 found. Every match contains all the query's
@@ -176,20 +196,39 @@ WITH c AS MATERIALIZED ({_index_branch(OPERATORS[metric], "TRUE")}
 
 
 def filtered_statement(
-    query_literal: str, metric: Metric, top_k: int, chunk_filter: ChunkFilter, exact_below: int
+    query_literal: str,
+    metric: Metric,
+    top_k: int,
+    chunk_filter: ChunkFilter,
+    exact_below: int | None = None,
 ) -> Statement:
-    """Filtered, in one round trip: count the matching chunks (stopping at ``exact_below``);
-    fewer -> exact scan of those rows, else the iterative index scan with the filter inside.
-    Each branch is gated by a one-time filter on the count, so only one of them runs. Every
-    row carries the count, and so does a row of NULLs when nothing matched, so the caller
+    """Filtered, in one round trip: count the matching chunks, stopping at the threshold
+    (``exact_below``, or computed from the table's size: see the measurements above); fewer ->
+    exact scan of those rows, else the iterative index scan with the filter inside. Each branch
+    is gated by a one-time filter on the count, so only one of them runs. Every row carries the
+    count and the threshold, and so does a row of NULLs when nothing matched, so the caller
     knows which branch answered."""
     operator = OPERATORS[metric]
     where = chunk_filter.sql()
-    few = "(SELECT matching FROM counted) < :exact_below"
+    few = "(SELECT matching < exact_below FROM counted)"
+    threshold = (
+        "SELECT CAST(:exact_below AS integer) AS exact_below"
+        if exact_below is not None
+        else """SELECT greatest(CAST(:exact_min AS integer), ceil(sqrt(
+        CAST(:cost_ratio AS real) * CAST(:candidates AS integer) * greatest(reltuples, 0)
+    )))::integer AS exact_below
+    FROM pg_class WHERE oid = 'job_chunks'::regclass"""
+    )
     sql = f"""
-WITH counted AS MATERIALIZED (
-    SELECT count(*) AS matching
-    FROM (SELECT 1 FROM job_chunks AS jc WHERE {where} LIMIT :exact_below) AS m
+WITH threshold AS MATERIALIZED (
+    {threshold}
+),
+counted AS MATERIALIZED (
+    SELECT count(*) AS matching, (SELECT exact_below FROM threshold) AS exact_below
+    FROM (
+        SELECT 1 FROM job_chunks AS jc WHERE {where}
+        LIMIT (SELECT exact_below FROM threshold)
+    ) AS m
 ),
 exact AS MATERIALIZED ({_scored(operator, f"{where} AND {few}")}
 ),
@@ -202,16 +241,19 @@ c AS (
 ),
 hits AS ({_answer("c")}
 )
-SELECT counted.matching, hits.*
+SELECT counted.matching, counted.exact_below, hits.*
 FROM counted LEFT JOIN hits ON TRUE
 ORDER BY hits.distance, hits.id"""
     params: dict[str, Any] = {
         "query": query_literal,
-        "exact_below": exact_below,
         "candidates": _candidates_for(top_k),
         "top_k": top_k,
         **chunk_filter.params(),
     }
+    if exact_below is not None:
+        params["exact_below"] = exact_below
+    else:
+        params.update(exact_min=EXACT_SCAN_MIN_ROWS, cost_ratio=EXACT_SCAN_COST_RATIO)
     return Statement(sql, params)
 
 
@@ -304,11 +346,10 @@ def search_chunks(
             ef_search,
         )
 
-    statement = filtered_statement(query_literal, metric, top_k, chunk_filter, EXACT_SCAN_MAX_ROWS)
+    statement = filtered_statement(query_literal, metric, top_k, chunk_filter)
     rows = session.execute(text(statement.sql), statement.params).all()
-    matching = int(rows[0].matching)
     hits = _hits(row for row in rows if row.id is not None)
-    if matching < EXACT_SCAN_MAX_ROWS:
+    if rows[0].matching < rows[0].exact_below:
         return SearchOutcome(hits, "exact", None)
     if len(hits) == top_k:
         return SearchOutcome(hits, "index", ef_search)

@@ -17,7 +17,7 @@ SCHEMA_EMBEDDING_DIMENSIONS = 1024
 """The schema's ``job_chunks.embedding`` is ``vector(1024)``; any other size cannot be stored."""
 
 DEFAULT_EMBEDDING_MODEL_ID = "amazon.titan-embed-text-v2:0"
-DEFAULT_HNSW_EF_SEARCH = 100
+DEFAULT_HNSW_EF_SEARCH = 150
 DEFAULT_DB_POOL_SIZE = 1
 DEFAULT_DB_MAX_OVERFLOW = 2
 DEFAULT_INGEST_MAX_OBJECT_BYTES = 10 * 1024 * 1024
