@@ -302,3 +302,41 @@ def test_keyword_search_finds_what_ingestion_wrote_and_forgets_what_it_removed(
         "Backend Developer (Java)"
     ]
     assert search(search_app, query="MySQL", mode="keyword") == []
+
+
+# --- the tokenisation, in SQL (migration 0003) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "tsquery"),
+    [
+        ("경험이", "'경험'"),  # a particle is cut
+        ("운영한 경험", "'경험' & '운영'"),  # a common ending too
+        ("쿠버네티스를", "'쿠버' & '버네' & '네티' & '티스'"),  # the AND of the stem's bigrams
+        ("Appium으로", "'appium'"),  # a particle-only run after a Latin word says nothing
+        ("앱", "'앱':*"),  # one syllable: a prefix match
+        ("회의", "'회의'"),  # two syllables ending like a particle stay whole
+        ("engineers running", "'engin' & 'run'"),  # English stemmed
+        ("the and of 및 있는", None),  # nothing searchable: no keyword match at all
+    ],
+)
+def test_query_tokenisation(db_engine: Engine, query: str, tsquery: str | None):
+    with db_engine.connect() as connection:
+        found = connection.execute(
+            text("SELECT CAST(job_chunk_search_query(:q, true) AS text)"), {"q": query}
+        ).scalar_one()
+    if tsquery is None:
+        assert found is None
+    else:  # the same terms, in any order
+        assert sorted(found.split(" & ")) == sorted(tsquery.split(" & "))
+
+
+def test_chunk_tokenisation_splits_scripts_and_indexes_hangul_bigrams(db_engine: Engine):
+    with db_engine.connect() as connection:
+        lexemes = connection.execute(
+            text("SELECT tsvector_to_array(job_chunk_search_vector(:t))"),
+            {"t": "Engineers는 Appium으로 쿠버네티스를 운영 앱"},
+        ).scalar_one()
+    assert set(lexemes) == {
+        "engin", "appium", "는", "으로", "쿠버", "버네", "네티", "티스", "스를", "운영", "앱"
+    }  # fmt: skip
