@@ -75,6 +75,9 @@ class Corpus:
     chunks_per_job: int = 10
     noise: float = 1.0  # noise norm relative to the unit cluster centre
     seed: int = 20_261_124
+    job_ad_texts: bool = True
+    """Job-ad texts (the keyword index is then real, and the load slower: PostgreSQL computes
+    every chunk's tsvector); False gives short labels, for vector-only measurements."""
 
     @property
     def jobs(self) -> int:
@@ -120,10 +123,15 @@ class Corpus:
         return self._sample(np.random.default_rng([self.seed, 2]), count, self.centres())
 
     def fingerprint(self) -> dict[str, Any]:
-        return {**asdict(self), "texts": "eval-sentences-v1"}
+        fields = asdict(self)
+        fields["texts"] = "eval-sentences-v1" if fields.pop("job_ad_texts") else "labels"
+        return fields
 
     def chunk_text_of(self, row: int) -> str:
-        """Row ``row``'s text: 6 to 12 job-ad sentences, their technologies re-drawn."""
+        """Row ``row``'s text: 6 to 12 job-ad sentences, their technologies re-drawn (or a
+        short label, when the keyword index does not matter)."""
+        if not self.job_ad_texts:
+            return f"chunk {row + 1} of synthetic job {row // self.chunks_per_job + 1}"
         rng = random.Random(f"{self.seed}-text-{row}")
         bank = sentence_bank()
         sentences = [
