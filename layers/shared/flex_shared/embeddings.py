@@ -273,6 +273,10 @@ def _use_model_id() -> str:
     return f"use-multilingual-v3:{USE_PACKAGE}=={version(USE_PACKAGE)}"
 
 
+_USE_LOCK = threading.Lock()
+"""One load and one forward pass at a time, process-wide: the model keeps its buffers."""
+
+
 @lru_cache(maxsize=1)
 def _use_model() -> Any:
     """The loaded model, once per process (about 1.5 s and 65 MB): embedders come and go with
@@ -295,12 +299,11 @@ class MultilingualEmbedder:
             raise ValueError(f"dimensions must be at least {USE_NATIVE_DIMENSIONS}")
         self.dimensions = dimensions
         self.model_id = _use_model_id()
-        self._lock = threading.Lock()  # one forward pass at a time: the model keeps buffers
 
     def _embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        with self._lock:
+        with _USE_LOCK:
             matrix = _use_model().encode(list(texts))
         padding = [0.0] * (self.dimensions - USE_NATIVE_DIMENSIONS)
         vectors = []
