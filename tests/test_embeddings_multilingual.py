@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 
 import pytest
@@ -158,3 +159,12 @@ def test_every_provider_name_is_accepted(provider: str):
         {"DATABASE_URL": "postgresql://u:p@h/db", "EMBEDDING_PROVIDER": provider}
     )
     assert settings.embedding_provider == provider.lower()
+
+
+def test_threads_sharing_the_model_get_the_vectors_computed_alone(embedder: MultilingualEmbedder):
+    texts = [f"{word} 개발자 {i}" for i, word in enumerate(["Kotlin", "Python", "React"] * 4)]
+    expected = [embedder.embed_query(text) for text in texts]
+    other = MultilingualEmbedder()  # another embedder of the same process, same model
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        found = list(pool.map(lambda i: (embedder, other)[i % 2].embed_query(texts[i]), range(12)))
+    assert found == expected
