@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from sqlalchemy import text
@@ -64,6 +65,10 @@ class Api:
             event, FakeLambdaContext(function_name="interview_results")
         )
         raw = response["body"]
+        if response["statusCode"] == 204:  # No Content: no body, nothing to say it is JSON
+            assert not raw, raw
+            assert "Content-Type" not in (response.get("multiValueHeaders") or {})
+            return Answer(204, None, "")
         headers = response.get("multiValueHeaders") or {
             name: [value] for name, value in response["headers"].items()
         }
@@ -112,9 +117,11 @@ def session_row(engine: Engine, interview_id: int) -> dict[str, Any]:
         return dict(row._mapping)
 
 
-def new_interview(api: Api, job_id: int, status: str = "pending") -> int:
+def new_interview(
+    api: Api, job_id: int, status: str = "pending", *, applicant_id: int = 123
+) -> int:
     """A session brought to ``status`` through the API's own transitions."""
-    created = api("POST", "/interviews", {"applicant_id": 123, "job_id": job_id})
+    created = api("POST", "/interviews", {"applicant_id": applicant_id, "job_id": job_id})
     assert created.status == 201, created.body
     interview_id = int(created.body["id"])
     path = {
@@ -135,7 +142,9 @@ def fields_named(answer: Answer) -> set[str]:
 # --- the sample events -------------------------------------------------------------------
 
 
-def test_every_sample_event_is_answered_by_the_handler(api: Api, job_id: int) -> None:
+def test_every_sample_event_is_answered_by_the_handler(
+    api: Api, job_id: int, db_engine: Engine
+) -> None:
     # Given job 1 (identities restart at 1 per test), when the sample events run in order
     assert job_id == 1
     expected = [
@@ -148,6 +157,8 @@ def test_every_sample_event_is_answered_by_the_handler(api: Api, job_id: int) ->
         ("create_question", 201),
         ("list_questions", 200),
         ("get_question", 200),
+        ("erase_applicant", 204),
+        ("get_interview", 404),
     ]
     answers = {}
     for name, status in expected:
@@ -161,6 +172,8 @@ def test_every_sample_event_is_answered_by_the_handler(api: Api, job_id: int) ->
     assert answers["get_results"]["results"][0]["overall_score"] == 86.375
     assert [q["id"] for q in answers["list_questions"]["questions"]] == [1]
     assert answers["get_question"]["question_type"] == "technical"
+    # the erasure took the interview and its result; the question template stays
+    assert counts(db_engine) == {"interview_sessions": 0, "interview_results": 0, "questions": 1}
 
 
 # --- sessions ----------------------------------------------------------------------------
@@ -545,6 +558,231 @@ def test_results_of_an_empty_or_missing_interview(api: Api, job_id: int) -> None
     assert empty.body["summary"]["average_overall_score"] is None
     assert empty.body["summary"]["keyword_frequencies"] == {"overall": {}, "by_category": {}}
     assert missing.status == 404
+
+
+# --- applicants: erasure -------------------------------------------------------------------
+
+
+def applicant_rows(engine: Engine, applicant_id: int) -> dict[str, list[dict[str, Any]]]:
+    """Every stored row of the applicant's sessions and their results, in id order."""
+    with engine.connect() as connection:
+        sessions = connection.execute(
+            text("SELECT * FROM interview_sessions WHERE applicant_id = :a ORDER BY id"),
+            {"a": applicant_id},
+        )
+        results = connection.execute(
+            text(
+                "SELECT r.* FROM interview_results r JOIN interview_sessions s"
+                " ON s.id = r.interview_id WHERE s.applicant_id = :a ORDER BY r.id"
+            ),
+            {"a": applicant_id},
+        )
+        return {
+            "sessions": [dict(row._mapping) for row in sessions],
+            "results": [dict(row._mapping) for row in results],
+        }
+
+
+def company_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Jobs, their chunks and the question templates: company data, which no erasure touches."""
+    with engine.connect() as connection:
+        return {
+            table: [tuple(row) for row in connection.execute(text(f"SELECT * FROM {table}"))]
+            for table in ("jobs", "job_chunks", "questions")
+        }
+
+
+def orphan_results(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.scalar(
+                text(
+                    "SELECT count(*) FROM interview_results r WHERE NOT EXISTS"
+                    " (SELECT 1 FROM interview_sessions s WHERE s.id = r.interview_id)"
+                )
+            )
+        )
+
+
+def interview_with_results(
+    api: Api, job_id: int, status: str, *, applicant_id: int, questions: int
+) -> int:
+    """A session of the applicant in ``status`` with results for questions 1..``questions``
+    (a pending session has none: it refuses them)."""
+    if status == "pending":
+        assert questions == 0
+        return new_interview(api, job_id, "pending", applicant_id=applicant_id)
+    interview_id = new_interview(api, job_id, "in_progress", applicant_id=applicant_id)
+    for question in range(1, questions + 1):
+        posted = api(
+            "POST",
+            f"/interviews/{interview_id}/results",
+            {**SEED_RESULT, "question_id": question, "stt_full_text": f"answer {question}"},
+        )
+        assert posted.status == 201, posted.body
+    if status != "in_progress":
+        assert api("PATCH", f"/interviews/{interview_id}", {"status": status}).status == 200
+    return interview_id
+
+
+@pytest.fixture
+def audit_lines(api: Api) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The erasure audit lines exactly as the function writes them to its log (its Powertools
+    handler's JSON), with the function's log level left as configured (WARNING in the tests):
+    the audit line must not depend on it."""
+    handler_module = importlib.import_module("flex_interviews.handler")
+    function_handler = handler_module.logger.registered_handler
+    assert isinstance(function_handler, logging.StreamHandler)
+    assert handler_module.logger.log_level == logging.WARNING
+    stream = io.StringIO()
+    previous = function_handler.setStream(stream)
+
+    def lines() -> list[dict[str, Any]]:
+        parsed = [json.loads(line) for line in stream.getvalue().splitlines() if line]
+        return [line for line in parsed if line.get("audit") == "applicant_erasure"]
+
+    try:
+        yield lines
+    finally:
+        function_handler.setStream(previous)
+
+
+def test_erasure_deletes_every_session_and_result_of_the_applicant_in_every_job(
+    api: Api, job_id: int, db_engine: Engine
+) -> None:
+    # Given an applicant interviewed for three jobs (one since taken out of search), in every
+    # state, with results, and another applicant interviewed for the same jobs
+    other_job = add_job(db_engine)
+    removed_job = add_job(db_engine)
+    api(
+        "POST", "/questions", {"job_id": job_id, "question_type": "technical", "question_text": "Q"}
+    )
+    erased = [
+        interview_with_results(api, job_id, "completed", applicant_id=501, questions=3),
+        interview_with_results(api, job_id, "in_progress", applicant_id=501, questions=1),
+        interview_with_results(api, other_job, "failed", applicant_id=501, questions=2),
+        interview_with_results(api, other_job, "pending", applicant_id=501, questions=0),
+        interview_with_results(api, removed_job, "completed", applicant_id=501, questions=1),
+    ]
+    interview_with_results(api, job_id, "completed", applicant_id=502, questions=2)
+    interview_with_results(api, other_job, "in_progress", applicant_id=502, questions=1)
+    with db_engine.begin() as connection:
+        connection.execute(
+            text("UPDATE jobs SET deleted_at = timezone('utc', now()) WHERE id = :id"),
+            {"id": removed_job},
+        )
+    before = applicant_rows(db_engine, 501)
+    assert (len(before["sessions"]), len(before["results"])) == (5, 7)
+    other_before = applicant_rows(db_engine, 502)
+    company_before = company_rows(db_engine)
+
+    # When the applicant's data is erased
+    answer = api("DELETE", "/applicants/501")
+
+    # Then it is 204 with no body, and nothing of theirs can be read or written any more
+    assert (answer.status, answer.raw) == (204, "")
+    assert applicant_rows(db_engine, 501) == {"sessions": [], "results": []}
+    for interview_id in erased:
+        assert api("GET", f"/interviews/{interview_id}").status == 404
+        assert api("GET", f"/interviews/{interview_id}/results").status == 404
+        assert api("PATCH", f"/interviews/{interview_id}", {"status": "failed"}).status == 404
+        assert api("POST", f"/interviews/{interview_id}/results", SEED_RESULT).status == 404
+    # while the other applicant's interviews and the company's data are exactly as they were
+    assert applicant_rows(db_engine, 502) == other_before
+    assert company_rows(db_engine) == company_before
+    assert orphan_results(db_engine) == 0
+    assert counts(db_engine)["interview_results"] == len(other_before["results"]) == 3
+
+
+def test_erasure_is_204_again_when_nothing_is_left_and_the_applicant_may_come_back(
+    api: Api, job_id: int, db_engine: Engine, audit_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    interview_with_results(api, job_id, "completed", applicant_id=601, questions=2)
+    interview_with_results(api, job_id, "in_progress", applicant_id=602, questions=1)
+    assert api("DELETE", "/applicants/601").status == 204
+    left = counts(db_engine)
+
+    # Erasing again, or erasing an applicant who never had an interview, is 204 and a no-op
+    assert api("DELETE", "/applicants/601").status == 204
+    assert api("DELETE", "/applicants/999").status == 204
+    assert counts(db_engine) == left
+
+    # The applicant may interview again later; a new request erases that too
+    again = interview_with_results(api, job_id, "in_progress", applicant_id=601, questions=1)
+    assert api("DELETE", "/applicants/601").status == 204
+    assert api("GET", f"/interviews/{again}").status == 404
+    counted = [(line["sessions_deleted"], line["results_deleted"]) for line in audit_lines()]
+    assert counted == [(1, 2), (0, 0), (0, 0), (1, 1)]
+    assert len(applicant_rows(db_engine, 602)["results"]) == 1
+
+
+def test_each_erasure_writes_one_audit_line_with_the_counts_and_never_the_content(
+    api: Api, job_id: int, audit_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    # Given an applicant whose results hold a transcript, feedback and keywords
+    private = {**SEED_RESULT, "stt_full_text": SECRET, "ai_feedback": SECRET}
+    private["keywords"] = {"technical": [SECRET]}
+    private["strengths"] = [SECRET]
+    for job in (job_id, job_id):
+        interview_id = new_interview(api, job, "in_progress", applicant_id=701)
+        for question in (1, 2):
+            path = f"/interviews/{interview_id}/results"
+            assert api("POST", path, {**private, "question_id": question}).status == 201
+    event = make_event(
+        "DELETE",
+        "/applicants/701",
+        request_id="erasure-request-1",
+        resource="/applicants/{applicant_id}",
+    )
+    event["requestContext"]["identity"]["userArn"] = (
+        "arn:aws:sts::123456789012:assumed-role/privacy-requests/desk"
+    )
+
+    # When it is erased, twice
+    assert api.invoke(event).status == 204
+    assert api.invoke(event).status == 204
+
+    # Then each call wrote exactly one audit line: who asked, the applicant, the counts
+    first, second = audit_lines()
+    assert first["message"] == "applicant erased"
+    assert first["level"] == "INFO"
+    assert first["applicant_id"] == 701
+    assert (first["sessions_deleted"], first["results_deleted"]) == (2, 4)
+    assert (second["sessions_deleted"], second["results_deleted"]) == (0, 0)
+    assert first["correlation_id"] == "erasure-request-1"  # the API Gateway request id
+    assert first["requested_by"].endswith(":assumed-role/privacy-requests/desk")
+    # and nothing of what was erased
+    assert SECRET not in json.dumps([first, second])
+
+
+@pytest.mark.parametrize(
+    ("applicant", "reason"),
+    [
+        ("abc", "int_parsing"),
+        ("1.5", "int_parsing"),
+        ("0", "greater_than_equal"),
+        ("-4", "greater_than_equal"),
+        ("2147483648", "less_than_equal"),
+    ],
+)
+def test_an_applicant_id_that_is_not_an_id_is_422_naming_it_and_erases_nothing(
+    api: Api, job_id: int, db_engine: Engine, applicant: str, reason: str
+) -> None:
+    interview_with_results(api, job_id, "completed", applicant_id=1, questions=1)
+    before = counts(db_engine)
+
+    answer = api(
+        "DELETE",
+        f"/applicants/{applicant}",
+        resource="/applicants/{applicant_id}",
+        path_parameters={"applicant_id": applicant},
+    )
+
+    assert answer.status == 422, answer.body
+    assert answer.body["error"]["details"] == [
+        {"field": "applicant_id", "message": ANY, "type": reason}
+    ]
+    assert counts(db_engine) == before
 
 
 # --- question templates ------------------------------------------------------------------

@@ -51,6 +51,7 @@ SPEC_ROUTES = {
     ("POST", "/questions"): "InterviewResultsFunction",
     ("GET", "/questions"): "InterviewResultsFunction",
     ("GET", "/questions/{}"): "InterviewResultsFunction",
+    ("DELETE", "/applicants/{}"): "InterviewResultsFunction",
 }
 EMBEDDING_FUNCTIONS = {"IngestJobFunction", "SearchFunction"}
 
@@ -420,6 +421,31 @@ def test_no_statement_allows_everything(template: dict[str, Any]) -> None:
             if key != "Statement"
         }
         assert templates <= {"S3ReadPolicy"}, name
+
+
+def test_erasure_can_be_granted_alone_and_denied_by_its_route_arn(
+    template: dict[str, Any],
+) -> None:
+    erasure_arn = (
+        "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}"
+        ":${FlexApi}/${Stage}/DELETE/applicants/*"
+    )
+    [erase] = [
+        event["Properties"]
+        for event in api_events(template["Resources"]["InterviewResultsFunction"]).values()
+        if event["Properties"]["Method"].upper() == "DELETE"
+    ]
+    assert erase["Path"] == "/applicants/{applicant_id}"
+    policy = template["Resources"]["ApplicantErasureInvokePolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": {"Fn::Sub": erasure_arn}}
+    ]
+    outputs = template["Outputs"]
+    assert outputs["ApplicantErasureInvokePolicyArn"]["Value"] == {
+        "Ref": "ApplicantErasureInvokePolicy"
+    }
+    assert outputs["ApplicantErasureRouteArn"]["Value"] == {"Fn::Sub": erasure_arn}
 
 
 # --------------------------------------------------------------------------- S3 ingestion

@@ -8,12 +8,13 @@ Transcripts and feedback are personal data: nothing here logs a request or resul
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
@@ -30,6 +31,7 @@ from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
 from flex_shared.errors import InvalidInput
 from flex_shared.postgres import INT4_MAX
+from flex_shared.schemas import ErrorResponse
 
 logger = Logger()
 get_settings()  # a misconfigured deployment fails at start-up, naming the variable
@@ -85,6 +87,54 @@ def post_result(interview_id: int, body: ResultRequest) -> Response[str]:
 @app.get("/interviews/<interview_id>/results")
 def read_results(interview_id: int) -> Response[str]:
     return _json(HTTPStatus.OK, service.list_results(interview_id))
+
+
+# --- applicants --------------------------------------------------------------------------
+
+# The audit line of an erasure is kept whatever LogLevel the deployment runs with: a logger of
+# its own, below the function's (same handler, same JSON keys), that always lets INFO through.
+audit_logger = logging.getLogger(f"{logger.name}.audit")
+audit_logger.setLevel(logging.INFO)
+
+_ERROR_RESPONSE: dict[str, Any] = {"application/json": {"model": ErrorResponse}}
+
+
+@app.delete(
+    "/applicants/<applicant_id>",
+    summary="Erase an applicant's interviews (personal data erasure)",
+    description=(
+        "Deletes every interview session of the applicant and all their results (transcripts,"
+        " scores, feedback), in one transaction. Idempotent: 204 again when nothing is left."
+        " Question templates and jobs are company data and stay. The erasure is logged as an"
+        " audit line with the applicant id and the counts deleted, never the content."
+    ),
+    responses={
+        204: {"description": "Erased (or nothing to erase)", "content": {}},
+        422: {
+            "description": "applicant_id is not an id (1..2147483647)",
+            "content": _ERROR_RESPONSE,
+        },
+        503: {"description": "database_unavailable", "content": _ERROR_RESPONSE},
+        500: {"description": "internal_error", "content": _ERROR_RESPONSE},
+    },
+)
+def erase_applicant(
+    applicant_id: Annotated[int, Path(ge=1, le=INT4_MAX)],
+) -> Response[None]:
+    erased = service.erase_applicant(applicant_id)
+    identity = app.current_event.request_context.identity
+    audit_logger.info(
+        "applicant erased",
+        extra={
+            "audit": "applicant_erasure",
+            "applicant_id": applicant_id,
+            "sessions_deleted": erased.sessions,
+            "results_deleted": erased.results,
+            # Who asked: the IAM principal that signed the request (API Gateway checked it).
+            "requested_by": identity.user_arn,
+        },
+    )
+    return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
 # --- question templates ------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from flex_shared.postgres import INT4_MAX
-from flex_shared.schemas import ApiModel, DatabaseId, UtcDatetime
+from flex_shared.schemas import ApiModel, DatabaseId, ResponseModel, UtcDatetime
 from flex_shared.statuses import InterviewStatus
 
 QUESTION_TYPE_MAX_LENGTH = 50  # questions.question_type is VARCHAR(50)
@@ -105,9 +105,7 @@ class UpdateInterviewRequest(_Request):
         return self
 
 
-class InterviewOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
+class InterviewOut(ResponseModel):
     id: int
     applicant_id: int
     job_id: int
@@ -143,9 +141,7 @@ class ResultRequest(_Request):
     metadata: JsonObject | None = None
 
 
-class ResultOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
+class ResultOut(ResponseModel):
     id: int
     interview_id: int
     question_id: int
@@ -207,9 +203,7 @@ class CreateQuestionRequest(_Request):
     difficulty_level: Annotated[int, Field(ge=1, le=5)] | None = None
 
 
-class QuestionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
+class QuestionOut(ResponseModel):
     id: int
     job_id: int | None
     question_type: str

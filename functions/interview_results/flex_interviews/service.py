@@ -92,7 +92,9 @@ def update_interview(interview_id: int, request: UpdateInterviewRequest) -> Inte
     """
     _require_id("interview", interview_id)
     with connection_transaction() as connection:
-        status_now = store.interview_status(connection, interview_id, lock=True)
+        status_now = store.interview_status(
+            connection, interview_id, lock=store.SessionLock.NO_KEY_UPDATE
+        )
         if status_now is None:
             raise NotFound("interview", interview_id)
         target = request.status
@@ -137,7 +139,10 @@ def save_result(interview_id: int, request: ResultRequest) -> tuple[ResultOut, b
     A replacement overwrites every field (left out means null), it does not merge."""
     _require_id("interview", interview_id)
     with connection_transaction() as connection:
-        status = store.interview_status(connection, interview_id)
+        # Locked FOR KEY SHARE (as the insert's foreign key check would, only earlier): an
+        # erasure of the applicant waits for this write and deletes it too, or went first and
+        # the session is not found (404, not a foreign-key conflict).
+        status = store.interview_status(connection, interview_id, lock=store.SessionLock.KEY_SHARE)
         if status is None:
             raise NotFound("interview", interview_id)
         if status is InterviewStatus.PENDING:
@@ -179,6 +184,26 @@ def list_results(interview_id: int) -> InterviewResultsOut:
     return InterviewResultsOut(
         interview_id=interview_id, results=results, summary=summarize(results)
     )
+
+
+# --- applicants --------------------------------------------------------------------------
+
+
+def erase_applicant(applicant_id: int) -> store.Erasure:
+    """Delete every interview session of the applicant and all their results, in one
+    transaction; what was deleted (nothing, the second time).
+
+    The sessions are locked first, so a result being written for one of them either commits
+    before and is deleted (and counted) with the rest, or waits and then finds its session
+    gone. A session created after the locks were taken is a new interview, not erased.
+    """
+    with connection_transaction() as connection:
+        interview_ids = store.lock_applicant_sessions(connection, applicant_id)
+        if not interview_ids:
+            return store.Erasure(sessions=0, results=0)
+        results = store.delete_results_of(connection, interview_ids)
+        sessions = store.delete_interviews(connection, interview_ids)
+        return store.Erasure(sessions=sessions, results=results)
 
 
 # --- question templates ------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import text
@@ -125,13 +126,22 @@ def find_interview(connection: Connection, interview_id: int) -> RowMapping | No
     )
 
 
+class SessionLock(Enum):
+    """How a read of a session locks its row until the transaction ends."""
+
+    KEY_SHARE = "FOR KEY SHARE"
+    """Writing a result: the session cannot be deleted (an erasure waits) and, when it was
+    deleted first, the read finds nothing. Status changes are not blocked."""
+    NO_KEY_UPDATE = "FOR NO KEY UPDATE"
+    """Changing the session: concurrent changes queue; result writes (FOR KEY SHARE) do not."""
+
+
 def interview_status(
-    connection: Connection, interview_id: int, *, lock: bool = False
+    connection: Connection, interview_id: int, *, lock: SessionLock | None = None
 ) -> InterviewStatus | None:
-    """The session's status; ``lock``: its row locked FOR NO KEY UPDATE until the transaction
-    ends (result inserts, FOR KEY SHARE through their foreign key, are not blocked)."""
+    """The session's status (None: no such session), its row locked as ``lock`` says."""
     sql = "SELECT status FROM interview_sessions WHERE id = :id" + (
-        " FOR NO KEY UPDATE" if lock else ""
+        f" {lock.value}" if lock is not None else ""
     )
     status = connection.execute(text(sql), {"id": interview_id}).scalar_one_or_none()
     return None if status is None else InterviewStatus(status)
@@ -224,6 +234,49 @@ def list_results(connection: Connection, interview_id: int) -> Sequence[RowMappi
         .mappings()
         .all()
     )
+
+
+# --- applicants ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What erasing an applicant deleted."""
+
+    sessions: int
+    results: int
+
+
+def lock_applicant_sessions(connection: Connection, applicant_id: int) -> list[int]:
+    """The ids of the applicant's sessions, each row locked FOR UPDATE until the transaction
+    ends, in id order (two erasures of one applicant queue instead of deadlocking). The lock
+    waits for result writers holding a session (FOR KEY SHARE, explicitly or through the
+    foreign key) and then keeps new results out of these sessions."""
+    return list(
+        connection.execute(
+            text(
+                "SELECT id FROM interview_sessions WHERE applicant_id = :applicant_id"
+                " ORDER BY id FOR UPDATE"
+            ),
+            {"applicant_id": applicant_id},
+        ).scalars()
+    )
+
+
+def delete_results_of(connection: Connection, interview_ids: Sequence[int]) -> int:
+    """Delete every result of these sessions; how many were deleted."""
+    return connection.execute(
+        text("DELETE FROM interview_results WHERE interview_id = ANY(:ids)"),
+        {"ids": list(interview_ids)},
+    ).rowcount
+
+
+def delete_interviews(connection: Connection, interview_ids: Sequence[int]) -> int:
+    """Delete these sessions (their results must be gone already: counted, not cascaded);
+    how many were deleted."""
+    return connection.execute(
+        text("DELETE FROM interview_sessions WHERE id = ANY(:ids)"), {"ids": list(interview_ids)}
+    ).rowcount
 
 
 # --- question templates ------------------------------------------------------------------

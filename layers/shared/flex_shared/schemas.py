@@ -23,9 +23,37 @@ DatabaseId = Annotated[StrictInt, Field(ge=1, le=INT4_MAX)]
 
 class ApiModel(BaseModel):
     """Base of request bodies: unknown fields are rejected rather than silently lost, and
-    NaN/Infinity are rejected (they are not JSON and cannot be answered back)."""
+    NaN/Infinity are rejected (they are not JSON and cannot be answered back). A validation
+    error's message leaves the input out: bodies hold personal data (transcripts), and a
+    message can end up in a log."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
+
+
+class ResponseModel(BaseModel):
+    """Base of response models read from stored rows. Should a row ever fail validation (a
+    bug), the error's message, which is logged, names the field and never holds the value."""
+
+    model_config = ConfigDict(from_attributes=True, hide_input_in_errors=True)
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")  # e.g. a validation error's "type"
+
+    field: str | None = None
+    message: str | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer of the APIs: ``{"error": {"code", "message", "details"?}}``."""
+
+    error: ErrorBody
 
 
 def utc_isoformat(value: datetime) -> str:
