@@ -11,6 +11,7 @@ import io
 import json
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -861,6 +862,84 @@ def test_unreachable_database_raises_so_lambda_retries(
         config.reset_settings()
         db.reset_engine()
     assert ingest.job_count() == 0
+
+
+def lambda_failure_record(
+    event: dict[str, Any], error: BaseException, request_id: str
+) -> dict[str, Any]:
+    """The invocation record Lambda sends to the on-failure destination (the ingest-failures
+    queue) once an asynchronous invocation has failed its retries: the event as it arrived,
+    and the error as the Python runtime reports it (message, type, stack frames)."""
+    return {
+        "version": "1.0",
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:flex-dev-ingest-job",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": event,
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": {
+            "errorMessage": str(error),
+            "errorType": type(error).__name__,
+            "requestId": request_id,
+            "stackTrace": traceback.format_list(traceback.extract_tb(error.__traceback__)),
+        },
+    }
+
+
+def test_the_failure_queue_message_holds_the_event_and_the_error_never_the_document(
+    ingest: Ingest, db_engine: Engine
+) -> None:
+    # Given a description that names its recruiter (personal data, if not an applicant's),
+    # whose write the database fails every time (the statement carries the description)
+    contact = ("Kim Minji", "minji.kim@example.com", "010-1234-5678")
+    document = "Backend engineer\n\nPython and PostgreSQL.\n\nQuestions: " + ", ".join(contact)
+    key = "jobs/7/backend engineer.txt"
+    event = {"Records": [ingest.record("ObjectCreated:Put", key, ingest.put(key, document))]}
+    with db_engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE FUNCTION fail_job_write() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;"
+                " CREATE TRIGGER fail_job_write BEFORE INSERT ON jobs"
+                " FOR EACH ROW EXECUTE FUNCTION fail_job_write();"
+            )
+        )
+    try:
+        # When every attempt fails and Lambda hands the event to the failure queue
+        with pytest.raises(Exception, match="1 of 1 records failed") as failure:
+            ingest.invoke_event(event)
+    finally:
+        with db_engine.begin() as connection:
+            connection.execute(
+                text("DROP TRIGGER fail_job_write ON jobs; DROP FUNCTION fail_job_write();")
+            )
+    record = lambda_failure_record(event, failure.value, "6f1c8b2e-0000-4000-8000-00000000abcd")
+    message = json.dumps(record, ensure_ascii=False)
+
+    # Then the message is what an operator needs to replay the upload: the S3 event (bucket,
+    # encoded key, sequencer) and the error, which names the key
+    assert record["requestPayload"]["Records"][0]["s3"]["object"]["key"] == (
+        "jobs/7/backend+engineer.txt"
+    )
+    assert record["responsePayload"]["errorType"] == "IngestionFailed"
+    assert key in record["responsePayload"]["errorMessage"]
+    # and nothing of the document, neither there nor in the logs (which do record the failure)
+    for detail in contact:
+        assert detail not in message
+        assert detail not in ingest.log.getvalue()
+    assert "disk full" in ingest.log.getvalue()
+    # What it holds of people is what S3 put in the event: who uploaded, from which address
+    [uploaded] = record["requestPayload"]["Records"]
+    assert set(uploaded["userIdentity"]) == {"principalId"}
+    assert set(uploaded["requestParameters"]) == {"sourceIPAddress"}
 
 
 def test_metrics_count_documents_chunks_rejections_and_embedding_time(
