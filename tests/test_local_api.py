@@ -4,6 +4,7 @@ format 1.0) and writes the functions' proxy responses back as HTTP."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import re
 import urllib.error
@@ -11,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
@@ -213,6 +215,28 @@ def test_the_function_response_is_written_back(api: LocalApiServer, recorder: Re
     assert request(api, "GET", "/questions/1")[2] == b"\x89PNG"
 
 
+def test_a_no_content_answer_has_no_body_and_no_length(
+    api: LocalApiServer, recorder: Recorder
+) -> None:
+    recorder.response = {"statusCode": 204, "body": None, "multiValueHeaders": {}}
+    connection = http.client.HTTPConnection(urlsplit(api.url).netloc, timeout=10)
+    try:
+        connection.request("DELETE", "/applicants/7")
+        erased = connection.getresponse()
+        assert (erased.status, erased.read()) == (204, b"")
+        assert erased.getheader("Content-Length") is None
+        # the same connection serves the next request: no stray body bytes in between
+        recorder.response = {"statusCode": 200, "body": "{}"}
+        connection.request("GET", "/questions/1")
+        following = connection.getresponse()
+        assert (following.status, following.read()) == (200, b"{}")
+    finally:
+        connection.close()
+    function, event = recorder.events[0]
+    assert function == "InterviewResultsFunction"
+    assert event["pathParameters"] == {"applicant_id": "7"}
+
+
 @pytest.mark.parametrize(
     "response",
     [RuntimeError("boom"), {"body": "no status"}, "not an object", {"statusCode": 200, "body": 5}],
@@ -230,7 +254,12 @@ def test_a_failing_or_malformed_function_is_a_502_like_api_gateway(
 def test_unknown_routes_and_methods_get_api_gateways_403(
     api: LocalApiServer, recorder: Recorder
 ) -> None:
-    for method, target in (("GET", "/nope"), ("DELETE", "/interviews/1"), ("GET", "/search")):
+    for method, target in (
+        ("GET", "/nope"),
+        ("DELETE", "/interviews/1"),
+        ("GET", "/search"),
+        ("GET", "/applicants/1"),
+    ):
         status, _, body = request(api, method, target)
         assert status == 403, (method, target)
         assert json.loads(body) == {"message": "Missing Authentication Token"}

@@ -300,6 +300,7 @@ def test_the_demo_passes(scratch_database: str) -> None:
     assert "Across languages" in output
     assert "An exact skill: hybrid mode" in output
     assert "PATCH status=completed" in output
+    assert "DELETE /applicants/1001 again -> 204" in output
 
 
 # --------------------------------------------------------------------- OpenAPI

@@ -1,7 +1,8 @@
 """One-shot demo: start everything on temporary directories and free ports, ingest the
 samples through S3 notifications, upload one more file, search in English and Korean, across
-languages and for an exact skill, run an interview end to end over the local HTTP API, print it,
-stop everything. Embeddings are the offline multilingual model (``EMBEDDING_PROVIDER=local``).
+languages and for an exact skill, run an interview end to end over the local HTTP API and
+erase it on request, print it, stop everything. Embeddings are the offline multilingual
+model (``EMBEDDING_PROVIDER=local``).
 
 Every step checks what it got; any surprise raises ``DemoFailure`` (exit status 1)."""
 
@@ -255,6 +256,15 @@ def run_demo(say: Callable[[str], None] = print, options: LocalOptions | None = 
         say(f"  PATCH completed -> in_progress -> {status} {conflict['error']['code']}")
         if status != 409:
             raise DemoFailure(f"an illegal transition should be 409, got {status}")
+
+        say("\n== Erasure on request: the applicant's interviews and results are deleted")
+        for attempt in ("", " again"):
+            api.expect("DELETE", "/applicants/1001", None, 204)
+            say(f"  DELETE /applicants/1001{attempt} -> 204")
+        status, gone = api.call("GET", f"/interviews/{interview}/results")
+        say(f"  GET /interviews/{interview}/results -> {status} {gone['error']['code']}")
+        if status != 404:
+            raise DemoFailure(f"an erased interview should be 404, got {status}")
 
         if system.bridge is not None and system.bridge.failed:
             raise DemoFailure(f"{len(system.bridge.failed)} S3 notification(s) failed")

@@ -373,9 +373,12 @@ class LocalApiServer:
                 for name, value in headers:
                     if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                         self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
+                # 204 and 304 have no body, and a 204 no Content-Length (RFC 9110 8.6).
+                bodiless = status in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED)
+                if not bodiless:
+                    self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if self.command != "HEAD" and not bodiless:
                     self.wfile.write(payload)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve  # noqa: N815
