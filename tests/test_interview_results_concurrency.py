@@ -203,14 +203,36 @@ SEEDED_QUESTION = 1
 NEW_QUESTION = 2
 
 
+SEEDED_KEYWORDS = {"technical": ["Python", "SQL", "Django"], "soft_skills": ["teamwork"]}
+WRITTEN_KEYWORDS = {"soft_skills": ["clarity", "teamwork"], "technical": ["Django", "Python"]}
+"""Shared keywords in other orders: whatever the job keeps per keyword, erased and written
+results touch the same entries."""
+
+
+def _written(question_id: int) -> dict[str, Any]:
+    """A result posted while an erasure runs."""
+    return {
+        "question_id": question_id,
+        "stt_full_text": "written during the erasure",
+        "logic_score": 70,
+        "technical_score": 90,
+        "keywords": WRITTEN_KEYWORDS,
+    }
+
+
 def _result(engine: Engine, interview_id: int, question_id: int) -> None:
     with engine.begin() as connection:
         connection.execute(
             text(
-                "INSERT INTO interview_results (interview_id, question_id, stt_full_text)"
-                " VALUES (:interview_id, :question_id, 'an answer')"
+                "INSERT INTO interview_results (interview_id, question_id, stt_full_text,"
+                " logic_score, overall_score, keywords) VALUES (:interview_id, :question_id,"
+                " 'an answer', 80, 80, CAST(:keywords AS JSONB))"
             ),
-            {"interview_id": interview_id, "question_id": question_id},
+            {
+                "interview_id": interview_id,
+                "question_id": question_id,
+                "keywords": json.dumps(SEEDED_KEYWORDS),
+            },
         )
 
 
@@ -244,14 +266,15 @@ def test_results_written_while_the_applicant_is_erased_are_erased_with_them_or_r
     db_engine: Engine, job_id: int
 ) -> None:
     # Given, for each round, an applicant with three running interviews for two jobs, each with
-    # a result
+    # a result, and another applicant interviewing for the same job
     jobs = [job_id, job_id, _job(db_engine)]
     applicants = [1000 + round_ for round_ in range(ERASURE_ROUNDS)]
     interviews = {a: _applicant_with_results(db_engine, a, jobs) for a in applicants}
+    bystander = _interview(db_engine, job_id, applicant_id=9999)
 
     # When, round after round, one container erases the applicant while three others, at the
     # same instant, write a new result, replace a result, and write a new result for the
-    # other job
+    # other job, and a fourth writes the other applicant's next result for the same job
     writes = [
         (0, NEW_QUESTION, {201, 404}),
         (1, SEEDED_QUESTION, {200, 404}),
@@ -259,17 +282,19 @@ def test_results_written_while_the_applicant_is_erased_are_erased_with_them_or_r
     ]
     requests = [[("DELETE", f"/applicants/{a}", None) for a in applicants]] + [
         [
-            (
-                "POST",
-                f"/interviews/{interviews[a][session]}/results",
-                {"question_id": question, "stt_full_text": "written during the erasure"},
-            )
+            ("POST", f"/interviews/{interviews[a][session]}/results", _written(question))
             for a in applicants
         ]
         for session, question, _allowed in writes
     ]
+    requests.append(
+        [
+            ("POST", f"/interviews/{bystander}/results", _written(100 + round_))
+            for round_ in range(ERASURE_ROUNDS)
+        ]
+    )
 
-    (erasures, audit), *writers = run_containers(requests)
+    (erasures, audit), *writers, (bystanders, _) = run_containers(requests)
 
     # Then every erasure answered 204 and every write either happened before it (201/200) or
     # found the interview gone (404): never a conflict, never a 5xx
@@ -289,8 +314,14 @@ def test_results_written_while_the_applicant_is_erased_are_erased_with_them_or_r
         # and the erasure deleted and counted exactly the results that existed: the seeded
         # ones plus every new one that was written before it
         assert audit[round_] == (applicant, 3, 3 + written), round_
-    # Nothing of any applicant is left, and no result outlived its session
-    assert _left_behind(db_engine, applicants) == {"sessions": 0, "results": 0, "orphans": 0}
+    # The other applicant's writes all went through, untouched by the erasures
+    assert [status for status, _ in bystanders] == [201] * ERASURE_ROUNDS
+    # Nothing of any erased applicant is left, and no result outlived its session
+    assert _left_behind(db_engine, applicants) == {
+        "sessions": 0,
+        "results": ERASURE_ROUNDS,  # the other applicant's
+        "orphans": 0,
+    }
     print(f"erasure race over {ERASURE_ROUNDS} rounds: {outcomes}")
 
 
@@ -346,11 +377,7 @@ def test_whichever_locks_the_session_first_the_erasure_leaves_nothing_behind(
 ) -> None:
     # Given an applicant with two interviews, each with a result
     interviews = _applicant_with_results(db_engine, 77, [job_id, _job(db_engine)])
-    write = (
-        "POST",
-        f"/interviews/{interviews[0]}/results",
-        {"question_id": question, "stt_full_text": "written during the erasure"},
-    )
+    write = ("POST", f"/interviews/{interviews[0]}/results", _written(question))
     erase = ("DELETE", "/applicants/77", None)
     second = "eraser" if first == "writer" else "writer"
     scripts = {
