@@ -139,34 +139,64 @@ def _describe_validation(errors: Any) -> tuple[int, str, list[dict[str, Any]]]:
     return status, summary, details
 
 
-_FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+_JSON_MEDIA_TYPE = "application/json"
+_FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+_UNSUPPORTED_MEDIA_TYPE = "application/x-flex-unsupported"
+"""What the resolver shows Powertools for any other media type: a value it refuses with
+``RequestUnsupportedContentType`` (415) on routes that read a body, where it would otherwise
+read ``multipart/form-data`` as form fields (or fail with ``ValueError: Missing boundary``) and
+take ``application/jsonp`` for JSON (it compares prefixes, case-sensitively)."""
+
+
+def media_type(content_type: str) -> str:
+    """The media type of a ``Content-Type`` value: lowercased (RFC 9110 8.3.1: type and subtype
+    are case-insensitive), without parameters."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _with_content_type(event: Mapping[str, Any], content_type: str | None) -> dict[str, Any]:
+    """``event`` with its Content-Type header replaced (``None``: removed)."""
+
+    def replaced(headers: Mapping[str, Any], value: Any) -> dict[str, Any]:
+        kept = {name: item for name, item in headers.items() if name.lower() != "content-type"}
+        return kept if content_type is None else {**kept, "Content-Type": value}
+
+    return {
+        **event,
+        "headers": replaced(event.get("headers") or {}, content_type),
+        "multiValueHeaders": replaced(event.get("multiValueHeaders") or {}, [content_type]),
+    }
 
 
 class JsonApiResolver(APIGatewayRestResolver):
-    """The APIs speak JSON only. A body sent as a form (``curl -d`` does so by default) is read
-    as JSON too, so a caller gets the JSON answer or a clear 400, not a field list of the form."""
+    """The APIs speak JSON only, and read media types case-insensitively
+    (``Application/JSON; charset=UTF-8`` is JSON). A body sent as a form (``curl -d`` does so by
+    default) is read as JSON too, so a caller gets the JSON answer or a clear 400, not a field
+    list of the form; any other media type (``multipart/form-data`` with or without a boundary,
+    ``text/plain``, ...) is a 415 on every route that reads a body."""
+
+    declared_content_type = ""
+    """The request's Content-Type as the client sent it (the 415 answer names it). Per request,
+    like Powertools' own ``current_event``: a Lambda container serves one event at a time."""
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         headers = event.get("headers") or {}
-        if any(
-            name.lower() == "content-type" and str(value).lower().startswith(_FORM_CONTENT_TYPE)
-            for name, value in headers.items()
-        ):
-            event = {
-                **event,
-                "headers": {
-                    name: value for name, value in headers.items() if name.lower() != "content-type"
-                },
-                "multiValueHeaders": {
-                    name: value
-                    for name, value in (event.get("multiValueHeaders") or {}).items()
-                    if name.lower() != "content-type"
-                },
-            }
+        declared = next(
+            (str(value) for name, value in headers.items() if name.lower() == "content-type"), ""
+        )
+        self.declared_content_type = declared
+        if declared.strip():
+            kind = media_type(declared)
+            if kind == _JSON_MEDIA_TYPE:
+                event = _with_content_type(event, _JSON_MEDIA_TYPE)
+            elif kind == _FORM_MEDIA_TYPE:
+                event = _with_content_type(event, None)
+            else:
+                event = _with_content_type(event, _UNSUPPORTED_MEDIA_TYPE)
         return super().resolve(event, context)
 
 
-def create_resolver() -> APIGatewayRestResolver:
+def create_resolver() -> JsonApiResolver:
     """A JSON ``APIGatewayRestResolver`` with pydantic validation and the shared error mapping."""
     app = JsonApiResolver(
         enable_validation=True,
@@ -184,7 +214,7 @@ def create_resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported_media(exc: RequestUnsupportedContentType) -> Response[Any]:
-        content_type = app.current_event.headers.get("content-type", "")
+        content_type = app.declared_content_type
         return error_response(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
