@@ -32,6 +32,7 @@ from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
 from flex_shared.db import connection_transaction
 from flex_shared.errors import InvalidInput
+from flex_shared.observability import route_layer_logs
 from flex_shared.schemas.interviews import (
     INT32_MAX,
     QUESTION_TYPE_MAX_LENGTH,
@@ -47,6 +48,7 @@ from flex_shared.schemas.interviews import (
 )
 
 logger = Logger()
+route_layer_logs(logger)
 get_settings()  # a misconfigured deployment fails at start-up, naming the variable
 app = create_resolver()
 

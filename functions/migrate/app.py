@@ -19,8 +19,10 @@ from sqlalchemy import text
 
 from flex_shared.config import ConfigError, get_settings
 from flex_shared.db import get_engine
+from flex_shared.observability import route_layer_logs
 
 logger = Logger(service="migrate")
+route_layer_logs(logger)
 try:
     get_settings()  # report a wrong configuration at start-up, naming the variable...
 except ConfigError:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import binascii
 import json
+import logging
 import math
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -27,10 +27,10 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from .db import sqlstate
+from .db import constraint_name, sqlstate
 from .errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 
 
 class ApiModel(BaseModel):
@@ -280,7 +280,10 @@ def create_resolver() -> JsonApiResolver:
         if code.startswith("23"):
             # An integrity violation the domain did not foresee (e.g. a row removed by a
             # concurrent request): the request conflicts with the data, it is not an outage.
-            logger.warning("integrity violation", extra={"sqlstate": code})
+            logger.warning(
+                "integrity violation answered 409",
+                extra={"sqlstate": code, "constraint": constraint_name(exc)},
+            )
             return error_response(
                 HTTPStatus.CONFLICT, "conflict", "the request conflicts with the current data"
             )

@@ -254,18 +254,29 @@ def connection_transaction() -> Iterator[Connection]:
         yield connection
 
 
+def _server_error_fields(exc: BaseException) -> dict[str, Any]:
+    """The fields of the server's ErrorResponse that pg8000 carries as its first argument
+    (``C`` SQLSTATE, ``M`` message, ``n`` constraint name, ...), or ``{}``."""
+    original = getattr(exc, "orig", exc)
+    fields = original.args[0] if getattr(original, "args", None) else None
+    return fields if isinstance(fields, dict) else {}
+
+
 def sqlstate(exc: BaseException) -> str | None:
     """The PostgreSQL SQLSTATE of a driver error, e.g. ``23505``.
 
     pg8000 raises ``IntegrityError`` only for unique violations (23505); foreign-key (23503)
     and check (23514) violations arrive as ``ProgrammingError``, so match on the code.
     """
-    original = getattr(exc, "orig", exc)
-    details = original.args[0] if getattr(original, "args", None) else None
-    if isinstance(details, dict):
-        code = details.get("C")
-        return str(code) if code else None
-    return None
+    code = _server_error_fields(exc).get("C")
+    return str(code) if code else None
+
+
+def constraint_name(exc: BaseException) -> str | None:
+    """The constraint an integrity violation names (``uq_...``, ``..._fkey``), or None. The
+    name, unlike the server's message (``Key (x)=(...)``), never holds the row's values."""
+    name = _server_error_fields(exc).get("n")
+    return str(name) if name else None
 
 
 def set_local(connection: Connection | Session, settings: Mapping[str, str | int]) -> None:

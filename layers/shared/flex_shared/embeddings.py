@@ -56,9 +56,37 @@ class EmbeddingInputError(InvalidInput):
         self.index = index
 
 
+THROTTLING_ERROR_CODES = frozenset({"ThrottlingException", "TooManyRequestsException"})
+
+
+@dataclass(slots=True)
+class EmbeddingUsage:
+    """What one embedder has spent since the container started: model calls (each attempt),
+    retries, calls refused by throttling, and input tokens billed. Updated under the embedder's
+    lock; :meth:`snapshot` and subtraction give what one invocation spent (published as
+    metrics by :mod:`flex_shared.observability`)."""
+
+    calls: int = 0
+    retries: int = 0
+    throttles: int = 0
+    input_tokens: int = 0
+
+    def snapshot(self) -> EmbeddingUsage:
+        return EmbeddingUsage(self.calls, self.retries, self.throttles, self.input_tokens)
+
+    def __sub__(self, earlier: EmbeddingUsage) -> EmbeddingUsage:
+        return EmbeddingUsage(
+            self.calls - earlier.calls,
+            self.retries - earlier.retries,
+            self.throttles - earlier.throttles,
+            self.input_tokens - earlier.input_tokens,
+        )
+
+
 class Embedder(Protocol):
     model_id: str
     dimensions: int
+    usage: EmbeddingUsage
 
     def embed_documents(
         self, texts: Sequence[str], *, deadline: float | None = None
@@ -168,6 +196,7 @@ class LocalEmbedder:
         if dimensions < 2:
             raise ValueError("dimensions must be at least 2")
         self.dimensions = dimensions
+        self.usage = EmbeddingUsage()  # calls only: no service, no retries, no billing
         self._caches = _FeatureCaches()
         self._positive = range(dimensions)
         self._negative = range(dimensions, 2 * dimensions)
@@ -243,10 +272,12 @@ class LocalEmbedder:
         self, texts: Sequence[str], *, deadline: float | None = None
     ) -> list[list[float]]:
         _validate_inputs(texts)
+        self.usage.calls += len(texts)
         return [self._embed(text) for text in texts]
 
     def embed_query(self, text: str, *, deadline: float | None = None) -> list[float]:
         _validate_inputs([text])
+        self.usage.calls += 1
         return self._embed(text)
 
 
@@ -274,15 +305,6 @@ class RetryPolicy:
     max_attempts: int = 8
     base_delay: float = 0.25
     max_delay: float = 8.0
-
-
-@dataclass(slots=True)
-class EmbeddingUsage:
-    """Counters of one embedder (thread-safe updates via the embedder's lock)."""
-
-    calls: int = 0
-    retries: int = 0
-    input_tokens: int = 0
 
 
 class _GiveUp(Exception):
@@ -460,6 +482,9 @@ class TitanEmbedder:
                     raise EmbeddingUnavailable(
                         f"{self.model_id} failed for text {index}: {code}: {message}"
                     ) from None
+                if code in THROTTLING_ERROR_CODES:
+                    with self._lock:
+                        self.usage.throttles += 1
                 reason = code
             except (ConnectionError, HTTPClientError) as error:
                 reason = type(error).__name__
