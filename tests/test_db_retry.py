@@ -49,7 +49,7 @@ def questions(engine: Engine) -> int:
 class CountingWork:
     """A unit of work that writes one row and says which backend ran it; counts its runs."""
 
-    def __init__(self, before: Callable[[Connection], None] | None = None) -> None:
+    def __init__(self, before: Callable[[Connection], object] | None = None) -> None:
         self.runs = 0
         self.before = before
         self.pid = 0
@@ -191,6 +191,19 @@ def test_a_new_connection_that_fails_is_not_run_again(db_engine: Engine, admin: 
             db.run_in_transaction(work)
     finally:
         event.remove(engine, "connect", lost_at_once)
+    assert work.runs == 1
+    assert questions(db_engine) == 0
+
+
+def test_a_statement_the_database_refuses_is_not_run_again(db_engine: Engine) -> None:
+    # Given a warm container and a unit of work whose first statement the database refuses
+    warm_pid()
+    work = CountingWork(before=lambda connection: connection.execute(text("SELECT 1 / 0")))
+
+    # When it runs, the refusal reaches the caller once: the connection is fine
+    with pytest.raises(DBAPIError) as failure:
+        db.run_in_transaction(work)
+    assert not failure.value.connection_invalidated
     assert work.runs == 1
     assert questions(db_engine) == 0
 
