@@ -1,8 +1,12 @@
 """What the two API functions share: the resolver with validation and one JSON error shape.
 
 Every error body is ``{"error": {"code", "message", "details"?}}``. Caller mistakes are 4xx
-(malformed JSON 400, schema violations 422, missing rows 404, state conflicts 409);
-dependency failures are 503 naming the dependency; nothing else leaks a stack trace.
+(malformed JSON 400, another media type 415, schema violations 422, missing rows 404, state
+conflicts 409). Only a dependency's failure is a 503, its code naming the dependency
+(``database_unavailable``: the driver, the network, the server's own distress;
+``embedding_unavailable``: the embedding service). Anything else is a bug: a 500
+``internal_error``, logged with its stack trace, the body holding nothing of it but the request
+id that finds the log lines. 5xx bodies carry ``request_id``.
 """
 
 from __future__ import annotations
@@ -94,11 +98,18 @@ def parse_json_strict(raw: str) -> Any:
 
 
 def error_response(
-    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    *,
+    request_id: str | None = None,
 ) -> Response[Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
         error["details"] = details
+    if request_id:
+        error["request_id"] = request_id
     return Response(
         status_code=status,
         content_type="application/json",
@@ -138,6 +149,11 @@ def _describe_validation(errors: Any) -> tuple[int, str, list[dict[str, Any]]]:
     summary = "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"
     return status, summary, details
 
+
+DATABASE_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+"""Server errors that are the database's distress, not the request's fault nor a bug:
+connection exception, transaction rollback (serialization failure, deadlock), insufficient
+resources, operator intervention (shutdown, statement cancelled), system error (I/O)."""
 
 _JSON_MEDIA_TYPE = "application/json"
 _FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -254,25 +270,44 @@ def create_resolver() -> JsonApiResolver:
     def _conflict(exc: Conflict) -> Response[Any]:
         return error_response(HTTPStatus.CONFLICT, exc.code, exc.message, exc.details)
 
+    def request_id() -> str:
+        return str(app.current_event.request_context.request_id or "")
+
+    def unavailable(code: str, message: str) -> Response[Any]:
+        return error_response(
+            HTTPStatus.SERVICE_UNAVAILABLE, code, message, request_id=request_id()
+        )
+
+    def internal_error(exc: Exception) -> Response[Any]:
+        # Whatever no handler maps is a bug (a stored row the response model rejects, a
+        # KeyError...): never a bare 502, never an outage, nothing of it in the body.
+        logger.exception("unhandled error answered 500", extra={"error": type(exc).__name__})
+        return error_response(
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the request could not be completed; the request id finds it in the logs",
+            request_id=request_id(),
+        )
+
+    app.exception_handler(Exception)(internal_error)
+
     @app.exception_handler(DependencyUnavailable)
     def _dependency(exc: DependencyUnavailable) -> Response[Any]:
-        logger.exception("dependency unavailable", extra={"dependency": exc.dependency})
-        return error_response(HTTPStatus.SERVICE_UNAVAILABLE, exc.code, exc.message)
+        # The detail (model, attempts, last error) is for the operator, not the caller.
+        logger.warning(
+            "dependency unavailable",
+            extra={"dependency": exc.dependency, "code": exc.code, "detail": exc.message},
+        )
+        return unavailable(exc.code, f"the {exc.dependency} is unavailable; try again later")
 
+    # The driver or the network failed (the engine wraps bare socket errors as these), or no
+    # pooled connection came free in time.
     @app.exception_handler(OperationalError)
-    # pg8000 reports a refused or timed-out connection as an InterfaceError.
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeoutError)
-    # A socket timeout (DB_SOCKET_TIMEOUT) or reset reaches us as the bare OSError pg8000 lets
-    # through; in these functions only the database driver talks to a socket unwrapped (the
-    # embedder wraps its own failures as DependencyUnavailable).
-    @app.exception_handler(TimeoutError)
-    @app.exception_handler(ConnectionError)
     def _database_down(exc: Exception) -> Response[Any]:
-        logger.exception("database unavailable")
-        return error_response(
-            HTTPStatus.SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable"
-        )
+        logger.warning("database unavailable", exc_info=True)
+        return unavailable("database_unavailable", "the database is unavailable; try again later")
 
     @app.exception_handler(DBAPIError)
     def _database_error(exc: DBAPIError) -> Response[Any]:
@@ -287,16 +322,11 @@ def create_resolver() -> JsonApiResolver:
             return error_response(
                 HTTPStatus.CONFLICT, "conflict", "the request conflicts with the current data"
             )
-        if exc.connection_invalidated:
-            logger.exception("database connection lost")
-            return error_response(
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "the database is unavailable",
+        if exc.connection_invalidated or code[:2] in DATABASE_UNAVAILABLE_SQLSTATE_CLASSES:
+            logger.warning("database unavailable", extra={"sqlstate": code}, exc_info=True)
+            return unavailable(
+                "database_unavailable", "the database is unavailable; try again later"
             )
-        logger.exception("database error")
-        return error_response(
-            HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "the request could not be completed"
-        )
+        return internal_error(exc)  # e.g. a statement the server refuses: our SQL is wrong
 
     return app

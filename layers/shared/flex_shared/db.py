@@ -347,12 +347,22 @@ def transaction() -> Iterator[Session]:
         yield session
 
 
+def _connect(engine: Engine) -> Connection:
+    """``engine.connect()``, with a bare socket error of pg8000's connect (a timeout waiting
+    for a stalled proxy) raised as the ``OperationalError`` it is: SQLAlchemy wraps only the
+    driver's own errors, and a bare ``TimeoutError`` could have come from anywhere."""
+    try:
+        return engine.connect()
+    except OSError as error:
+        raise OperationalError(None, None, error, connection_invalidated=True) from error
+
+
 @contextmanager
 def connection_transaction() -> Iterator[Connection]:
     """A Core connection inside one transaction: committed on success, rolled back on error.
     For code that only runs SQL text: it never imports ``sqlalchemy.orm`` (a tenth of a
     second of every cold start)."""
-    with get_engine().begin() as connection:
+    with _connect(get_engine()) as connection, connection.begin():
         yield connection
 
 
@@ -367,7 +377,7 @@ def run_in_transaction(work: Callable[[Connection], _T]) -> _T:
         attempt = _Attempt(engine)
         token = _current_attempt.set(attempt)
         try:
-            with engine.begin() as connection:
+            with _connect(engine) as connection, connection.begin():
                 return work(connection)
         except DBAPIError as error:
             if attempt_number == 1 and attempt.may_retry(error):

@@ -43,6 +43,8 @@ TITAN_MAX_INPUT_TOKENS = 8_192
 class EmbeddingUnavailable(DependencyUnavailable):
     """The embedding service failed or throttled past the retry budget."""
 
+    code = "embedding_unavailable"
+
     def __init__(self, message: str) -> None:
         super().__init__("embedding service", message)
 
