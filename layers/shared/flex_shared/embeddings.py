@@ -447,7 +447,7 @@ class TitanEmbedder:
     def _embed_with_retry(
         self, text: str, index: int, deadline: float, stop: threading.Event
     ) -> list[float]:
-        from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
         body = json.dumps(
             {"inputText": text, "dimensions": self.dimensions, "normalize": True},
@@ -490,6 +490,10 @@ class TitanEmbedder:
                 reason = code
             except (ConnectionError, HTTPClientError) as error:
                 reason = type(error).__name__
+            except BotoCoreError as error:  # e.g. no credentials: no retry will find them
+                raise EmbeddingUnavailable(
+                    f"{self.model_id} failed for text {index}: {type(error).__name__}: {error}"
+                ) from None
             if attempt >= self.retry.max_attempts:
                 raise EmbeddingUnavailable(
                     f"{self.model_id} still failing for text {index} after {attempt} attempts"
