@@ -1,6 +1,7 @@
 """A loopback TCP proxy in front of the test database, standing in for RDS Proxy: clients
 connect over TCP as the functions do in AWS, and the test can cut every client connection at
-once, as a proxy restart or a failover does (a TCP reset, not a polite goodbye)."""
+once, as a proxy restart or a failover does (a TCP reset, not a polite goodbye), or take the
+database away altogether (connections refused) and bring it back on the same address."""
 
 from __future__ import annotations
 
@@ -17,18 +18,26 @@ class TcpProxy:
     """Forwards ``127.0.0.1:<port>`` to the database's unix socket (or host and port)."""
 
     target: str | tuple[str, int]
+    port: int = field(init=False)
     _listener: socket.socket = field(init=False)
     _pairs: list[tuple[socket.socket, socket.socket]] = field(default_factory=list, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _stopped: threading.Event = field(default_factory=threading.Event, init=False)
 
     def __post_init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._listen(0)
 
-    @property
-    def port(self) -> int:
-        return int(self._listener.getsockname()[1])
+    def _listen(self, port: int) -> None:
+        self._listener = socket.create_server(("127.0.0.1", port))
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def url(self, database_url: str) -> str:
+        """``database_url`` (the test database's) reached through this proxy."""
+        from flex_shared.db import parse_database_url
+
+        url, _ = parse_database_url(database_url)
+        return url.set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
 
     def _open_upstream(self) -> socket.socket:
         if isinstance(self.target, str):
@@ -37,10 +46,10 @@ class TcpProxy:
             return upstream
         return socket.create_connection(self.target)
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while not self._stopped.is_set():
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return  # the listener was closed
             upstream = self._open_upstream()
@@ -61,6 +70,15 @@ class TcpProxy:
             upstream.close()
         return len(pairs)
 
+    def go_down(self) -> None:
+        """The database is gone: connections cut, new ones refused."""
+        self._listener.close()
+        self.reset_all()
+
+    def come_back(self) -> None:
+        """The database is back, on the same address."""
+        self._listen(self.port)
+
     def stop(self) -> None:
         self._stopped.set()
         self._listener.close()
@@ -77,7 +95,12 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
 
 
 @contextmanager
-def tcp_proxy(target: str | tuple[str, int]) -> Iterator[TcpProxy]:
+def tcp_proxy(database_url: str) -> Iterator[TcpProxy]:
+    """A proxy in front of the database of ``database_url`` (its unix socket or host)."""
+    from flex_shared.db import parse_database_url
+
+    url, transport = parse_database_url(database_url)
+    target = transport.get("unix_sock") or (url.host or "127.0.0.1", url.port or 5432)
     proxy = TcpProxy(target)
     try:
         yield proxy

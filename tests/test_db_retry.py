@@ -105,23 +105,17 @@ def test_a_proxy_that_resets_its_clients_costs_no_request(
     database_url: str, db_engine: Engine
 ) -> None:
     # Given functions reaching the database over TCP through a proxy
-    url, transport = db.parse_database_url(database_url)
-    target = transport.get("unix_sock") or (url.host or "127.0.0.1", url.port or 5432)
-    with tcp_proxy(target) as proxy:
-        through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
-            hide_password=False
-        )
-        with layer_configured(through_proxy):
-            warm_pid()
+    with tcp_proxy(database_url) as proxy, layer_configured(proxy.url(database_url)):
+        warm_pid()
 
-            # When the proxy restarts and resets every client connection
-            assert proxy.reset_all() == 1
+        # When the proxy restarts and resets every client connection
+        assert proxy.reset_all() == 1
 
-            # Then the next units of work are served, each once, on new connections
-            work = CountingWork()
-            db.run_in_transaction(work)
-            db.run_in_transaction(work)
-            assert work.runs == 3  # the first met the reset before its first statement
+        # Then the next units of work are served, each once, on new connections
+        work = CountingWork()
+        db.run_in_transaction(work)
+        db.run_in_transaction(work)
+        assert work.runs == 3  # the first met the reset before its first statement
     assert questions(db_engine) == 2
 
 
