@@ -44,16 +44,15 @@ from typing import Any
 from urllib.parse import unquote
 
 try:
+    from flex_shared import titan
     from flex_shared.chunking import estimate_tokens
-    from flex_shared.embeddings import LocalEmbedder
+    from flex_shared.embeddings import HashEmbedder
 except ModuleNotFoundError:  # run from the repo root without the layer on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "shared"))
+    from flex_shared import titan
     from flex_shared.chunking import estimate_tokens
-    from flex_shared.embeddings import LocalEmbedder
+    from flex_shared.embeddings import HashEmbedder
 
-TITAN_V2_MODEL_ID = "amazon.titan-embed-text-v2:0"
-MAX_INPUT_CHARS = 50_000
-MAX_INPUT_TOKENS = 8_192
 CONNECTION_RESET = "connection_reset"
 """Pseudo error: close the connection without answering (botocore: ConnectionClosedError)."""
 
@@ -133,7 +132,7 @@ class FakeTitan:
         self.record_requests = record_requests
         self._random = random.Random(seed)  # noqa: S311 -- simulation, not crypto
         self._state = _State()
-        self._embedders: dict[int, LocalEmbedder] = {}
+        self._embedders: dict[int, HashEmbedder] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -225,10 +224,10 @@ class FakeTitan:
 
     # -- request handling (called from the server's threads) -----------------------------------
 
-    def _embedder(self, dimensions: int) -> LocalEmbedder:
+    def _embedder(self, dimensions: int) -> HashEmbedder:
         embedder = self._embedders.get(dimensions)
         if embedder is None:
-            embedder = self._embedders.setdefault(dimensions, LocalEmbedder(dimensions))
+            embedder = self._embedders.setdefault(dimensions, HashEmbedder(dimensions))
         return embedder
 
     def _enter(self, request: RecordedRequest) -> tuple[_State, tuple[str, str | None] | None]:
@@ -292,21 +291,21 @@ class FakeTitan:
             raise _FakeError(
                 "ValidationException", "Malformed input request: expected minLength: 1, actual: 0"
             )
-        if len(text) > MAX_INPUT_CHARS:
+        if len(text) > titan.TITAN_MAX_INPUT_CHARS:
             raise _FakeError(
                 "ValidationException",
-                f"Malformed input request: expected maxLength: {MAX_INPUT_CHARS},"
+                f"Malformed input request: expected maxLength: {titan.TITAN_MAX_INPUT_CHARS},"
                 f" actual: {len(text)}",
             )
         tokens = max(1, estimate_tokens(text))
-        if tokens > MAX_INPUT_TOKENS:
+        if tokens > titan.TITAN_MAX_INPUT_TOKENS:
             raise _FakeError(
                 "ValidationException",
-                f"400 Bad Request: Too many input tokens. Max input tokens: {MAX_INPUT_TOKENS},"
-                f" request input token count: {tokens}",
+                "400 Bad Request: Too many input tokens. Max input tokens:"
+                f" {titan.TITAN_MAX_INPUT_TOKENS}, request input token count: {tokens}",
             )
         dimensions = body.get("dimensions", 1024)
-        if dimensions not in (256, 512, 1024) or isinstance(dimensions, bool):
+        if dimensions not in titan.TITAN_V2_DIMENSIONS or isinstance(dimensions, bool):
             raise _FakeError(
                 "ValidationException",
                 f"Malformed input request: #/dimensions: {dimensions} is not a valid enum value",

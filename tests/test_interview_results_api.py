@@ -4,6 +4,7 @@ templates, and how every bad request is refused without changing anything."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
@@ -671,7 +672,8 @@ def captured_logs(api: Api) -> Iterator[io.StringIO]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(LambdaPowertoolsFormatter())
-    service_logger = logging.getLogger(api.module.logger.service)
+    handler_module = importlib.import_module("flex_interviews.handler")
+    service_logger = logging.getLogger(handler_module.logger.service)
     # The layer's lines go through the function's handler (flex_shared.observability), not root.
     layer_logger = logging.getLogger(LAYER_LOGGER)
     targets = [logging.getLogger(), service_logger, layer_logger]

@@ -27,7 +27,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -35,13 +34,6 @@ from .db import constraint_name, sqlstate
 from .errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 
 logger = logging.getLogger(__name__)
-
-
-class ApiModel(BaseModel):
-    """Base of request bodies: unknown fields are rejected rather than silently lost, and
-    NaN/Infinity are rejected (they are not JSON and cannot be answered back)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _NotStrictJson(ValueError):
