@@ -18,10 +18,11 @@ from moto import mock_aws
 from sqlalchemy import event, text
 
 from flex_shared import config, db
+from flex_shared.database_url import parse_database_url
 
 
 def main(database_url: str) -> None:
-    test_url, transport = db.parse_database_url(database_url)
+    test_url, transport = parse_database_url(database_url)
     with mock_aws():
         arn = boto3.client("secretsmanager").create_secret(
             Name="flex/db",
@@ -50,10 +51,11 @@ def main(database_url: str) -> None:
             cparams.pop("ssl_context", None)
             cparams.update(transport)
 
-        with db.connection_transaction() as connection:
-            user, database = connection.execute(
+        user, database = db.run_in_transaction(
+            lambda connection: connection.execute(
                 text("SELECT current_user, current_database()")
             ).one()
+        )
     print(
         json.dumps({"monotonic_at_creation": clock_at_creation, "user": user, "database": database})
     )

@@ -34,7 +34,7 @@ class TcpProxy:
 
     def url(self, database_url: str) -> str:
         """``database_url`` (the test database's) reached through this proxy."""
-        from flex_shared.db import parse_database_url
+        from flex_shared.database_url import parse_database_url
 
         url, _ = parse_database_url(database_url)
         return url.set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
@@ -97,7 +97,7 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
 @contextmanager
 def tcp_proxy(database_url: str) -> Iterator[TcpProxy]:
     """A proxy in front of the database of ``database_url`` (its unix socket or host)."""
-    from flex_shared.db import parse_database_url
+    from flex_shared.database_url import parse_database_url
 
     url, transport = parse_database_url(database_url)
     target = transport.get("unix_sock") or (url.host or "127.0.0.1", url.port or 5432)

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from flex_shared import db
 from flex_shared.config import load_settings
@@ -167,11 +167,14 @@ def test_no_session_level_set_reaches_the_server(db_engine: Engine) -> None:
         db.reset_engine()  # a new engine sees the connect-time statements too
         engine = db.get_engine()
         event.listen(engine, "before_cursor_execute", _record)
+
         # When a transaction sets ef_search the only way this project does it, on the path
         # every Lambda takes (a Core connection, one transaction)
-        with db.connection_transaction() as connection:
+        def set_and_show(connection: Connection) -> str:
             db.set_local(connection, {"hnsw.ef_search": 123})
-            inside = connection.execute(text("SHOW hnsw.ef_search")).scalar_one()
+            return str(connection.execute(text("SHOW hnsw.ef_search")).scalar_one())
+
+        inside = db.run_in_transaction(set_and_show)
         with engine.connect() as connection:
             after = connection.execute(text("SHOW hnsw.ef_search")).scalar_one()
     finally:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from devtools.apigw import rest_event as api_event
 from devtools.lambda_context import FakeLambdaContext
 from flex_shared import db
+from flex_shared.database_url import parse_database_url
 from tests.conftest import ALL_TABLES, REPO_ROOT
 
 
@@ -94,7 +95,7 @@ def test_secret_mode_on_a_freshly_booted_host_reads_the_secret_and_connects(
     assert completed.returncode == 0, completed.stderr[-3000:]
     answer = json.loads(completed.stdout.strip().splitlines()[-1])
     assert answer["monotonic_at_creation"] < db._SECRET_TTL_SECONDS
-    url, _ = db.parse_database_url(database_url)
+    url, _ = parse_database_url(database_url)
     assert (answer["user"], answer["database"]) == (url.username, url.database)
 
 

@@ -18,8 +18,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from flex_migrate import service
 from flex_shared.config import get_settings
 from flex_shared.errors import ConfigError
+from flex_shared.observability import route_layer_logs
 
 logger = Logger(service="migrate")
+route_layer_logs(logger)
 try:
     get_settings()  # report a wrong configuration at start-up, naming the variable...
 except ConfigError:

@@ -18,8 +18,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
@@ -291,7 +290,6 @@ def reset_engine() -> None:
         _engine = None
 
 
-@contextmanager
 def _connect(engine: Engine) -> Connection:
     """``engine.connect()``, with a bare socket error of pg8000's connect (a timeout waiting
     for a stalled proxy) raised as the ``OperationalError`` it is: SQLAlchemy wraps only the
@@ -300,15 +298,6 @@ def _connect(engine: Engine) -> Connection:
         return engine.connect()
     except OSError as error:
         raise OperationalError(None, None, error, connection_invalidated=True) from error
-
-
-@contextmanager
-def connection_transaction() -> Iterator[Connection]:
-    """A Core connection inside one transaction: committed on success, rolled back on error.
-    For code that only runs SQL text: it never imports ``sqlalchemy.orm`` (a tenth of a
-    second of every cold start)."""
-    with _connect(get_engine()) as connection, connection.begin():
-        yield connection
 
 
 def run_in_transaction(work: Callable[[Connection], _T]) -> _T:
