@@ -5,6 +5,7 @@ database away altogether (connections refused) and bring it back on the same add
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -70,9 +71,16 @@ class TcpProxy:
             upstream.close()
         return len(pairs)
 
+    def _stop_listening(self) -> None:
+        # shutdown() first: a bare close() leaves the thread blocked in accept() listening on
+        # (some platforms refuse shutdown() on a listener: close() is all they need).
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+
     def go_down(self) -> None:
         """The database is gone: connections cut, new ones refused."""
-        self._listener.close()
+        self._stop_listening()
         self.reset_all()
 
     def come_back(self) -> None:
@@ -81,7 +89,7 @@ class TcpProxy:
 
     def stop(self) -> None:
         self._stopped.set()
-        self._listener.close()
+        self._stop_listening()
         self.reset_all()
 
 
