@@ -547,8 +547,10 @@ def test_a_database_restart_while_a_document_is_embedded_costs_nothing_and_write
     # When the upload's event is delivered
     result = ingestion.invoke(record)
 
-    # Then the write found its connection gone, ran on a new one, and stored the job once
+    # Then the write found its connection gone, ran on a new one, and stored the job once;
+    # nothing failed, so nothing says the event will be retried
     assert result["outcomes"] == ["written"]
+    assert not [line for line in ingestion.log_lines() if "retries" in line.get("message", "")]
     job_id, description, chunks = stored(ingestion, key) or (0, "", [])
     assert (description, chunks) == (PLATFORM_V1, chunk_text(PLATFORM_V1))
     assert any(line.get("message") == CONNECTION_REPLACED for line in ingestion.log_lines())
@@ -578,12 +580,11 @@ def test_a_database_still_down_at_the_write_fails_the_record_whole_and_the_retry
 
     # Then nothing of the new version was written: the job is the old one, whole
     assert stored(ingestion, key) == first
-    [failed] = [
-        line
-        for line in ingestion.log_lines()
-        if line.get("message", "").startswith("record failed")
-    ]
+    logged = ingestion.log_lines()
+    [failed] = [line for line in logged if line.get("message") == "record failed"]
     assert failed["key"] == key
+    [retried] = [line for line in logged if line.get("message", "").startswith("failing the")]
+    assert retried["failed_keys"] == [key]
 
     # When the database is back and Lambda delivers the event again (twice: at least once)
     through_proxy.come_back()

@@ -68,6 +68,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 failures.append(record.key)
     logger.set_correlation_id(context.aws_request_id)
     if failures:
+        # Only a raised exception makes Lambda retry an event: say so here, where it is true.
+        logger.error(
+            "failing the invocation so that Lambda retries the event (after its last retry,"
+            " it goes to the failure queue); records already applied are skipped then",
+            extra={"failed_keys": failures, "records": len(records)},
+        )
         raise IngestionFailed(f"{len(failures)} of {len(records)} records failed: {failures}")
     return {"records": len(records), "outcomes": [outcome.value for outcome in outcomes]}
 
@@ -90,7 +96,7 @@ def _process(change: ObjectChange, deadline: float | None, context: LambdaContex
         metrics.add_metric(name="DocumentsRejected", unit=MetricUnit.Count, value=1)
         return Outcome.REJECTED
     except Exception:
-        logger.exception("record failed; the event will be retried", extra=where)
+        logger.exception("record failed", extra=where)
         metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=1)
         return Outcome.FAILED
 
