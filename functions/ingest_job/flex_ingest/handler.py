@@ -95,7 +95,7 @@ def _process(change: ObjectChange, deadline: float | None, context: LambdaContex
         )
         metrics.add_metric(name="DocumentsRejected", unit=MetricUnit.Count, value=1)
         return Outcome.REJECTED
-    except Exception:
+    except Exception:  # any failure of one record: logged here, raised for the event below
         logger.exception("record failed", extra=where)
         metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=1)
         return Outcome.FAILED

@@ -85,7 +85,7 @@ def _handle_custom_resource(event: dict[str, Any], context: LambdaContext) -> di
         try:
             if answer.send("FAILED", "migration did not finish before the Lambda timeout", {}):
                 logger.error("answered FAILED: the Lambda timeout is near")
-        except Exception:
+        except Exception:  # a timer thread: nothing above it would log the failure
             logger.exception("could not answer CloudFormation")
 
     remaining = context.get_remaining_time_in_millis() / 1000 - _ANSWER_MARGIN_SECONDS
