@@ -1,11 +1,12 @@
 """One S3 change -> the database: plan, fetch, extract, chunk and embed, then write.
 
-Nothing here knows about Lambda. The service owns the transactions, and keeps them short: the
-embedder is never called while one is open. It reads the key's state (no lock) to plan the slow
-work, does it, then writes in one transaction that locks the job row (or creates it with
-``INSERT ... ON CONFLICT``), checks the sequencer again, and writes the job and all its chunks.
-Two deliveries of one key therefore serialise on the row lock: one job, never interleaved
-chunks.
+Nothing here knows about Lambda. The service owns the transactions (each through
+``run_in_transaction``: run again on a new connection only when nothing of it reached the
+database), and keeps them short: the embedder is never called while one is open. It reads the
+key's state (no lock) to plan the slow work, does it, then writes in one transaction that locks
+the job row (or creates it with ``INSERT ... ON CONFLICT``), checks the sequencer again, and
+writes the job and all its chunks. Two deliveries of one key therefore serialise on the row
+lock: one job, never interleaved chunks.
 
 Bad objects raise ``RejectedObject``; a vanished object is the outcome ``gone``; everything
 else (database, S3, embedding service) propagates to be retried.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import time
 
+from sqlalchemy.engine import Connection
+
 from flex_ingest import store
 from flex_ingest.events import ChangeKind, ObjectChange, is_newer
 from flex_ingest.extract import ExtractedJob, extract_job
@@ -23,7 +26,7 @@ from flex_ingest.rejections import RejectedObject, RejectReason, too_large
 from flex_ingest.source import ObjectGone, fetch_object
 from flex_shared.chunking import chunk_text
 from flex_shared.config import get_settings
-from flex_shared.db import connection_transaction
+from flex_shared.db import run_in_transaction
 from flex_shared.embeddings import Embedder, EmbeddingInputError, get_embedder
 
 
@@ -35,8 +38,9 @@ def process_change(change: ObjectChange, deadline: float | None) -> RecordReport
 
 def load_state(bucket: str, key: str) -> store.JobState | None:
     """What is stored for the key now (no lock: only to plan the slow work)."""
-    with connection_transaction() as connection:
-        return store.job_state(connection, bucket, key, lock=False)
+    return run_in_transaction(
+        lambda connection: store.job_state(connection, bucket, key, lock=False)
+    )
 
 
 def can_keep_chunks(state: store.JobState, content_sha256: str, model_id: str) -> bool:
@@ -90,7 +94,8 @@ def _write(
     """Store ``job`` for the change's key in one transaction, if the change is still the
     newest. ``chunks`` may be None when the plan found the content unchanged; if the state
     moved meanwhile and the chunks are needed after all, nothing is written: None."""
-    with connection_transaction() as connection:
+
+    def write(connection: Connection) -> RecordReport | None:
         state = store.job_state(connection, change.bucket, change.key, lock=True)
         if state is None:
             if chunks is None:
@@ -118,12 +123,15 @@ def _write(
         store.copy_chunks(connection, state.job_id, job.company_id, chunks)
         return RecordReport(Outcome.WRITTEN, state.job_id, len(chunks.texts))
 
+    return run_in_transaction(write)
+
 
 def remove(change: ObjectChange) -> RecordReport:
     """Take the key's job out of search: ``deleted_at`` set, chunks deleted. The job row
     stays (interview sessions reference it) and remembers the delete's sequencer, so a late
     older ``ObjectCreated`` changes nothing and a newer upload revives the same id."""
-    with connection_transaction() as connection:
+
+    def mark_removed(connection: Connection) -> RecordReport:
         state = store.job_state(connection, change.bucket, change.key, lock=True)
         if state is None:
             return RecordReport(Outcome.NOTHING_TO_REMOVE)
@@ -138,6 +146,8 @@ def remove(change: ObjectChange) -> RecordReport:
         store.mark_removed(connection, state.job_id, change.sequencer)
         store.delete_chunks(connection, state.job_id)
         return RecordReport(Outcome.REMOVED, state.job_id)
+
+    return run_in_transaction(mark_removed)
 
 
 def _embed(

@@ -2,13 +2,13 @@
 
 Request models are strict: a string is not a number, ``true`` is not a score, unknown fields and
 NaN/Infinity are rejected (see :class:`flex_shared.schemas.ApiModel`). Integers are bounded to the
-columns' ``INTEGER`` range and strings may not hold NUL, which PostgreSQL cannot store: a bad
-value is the caller's 422, never the database's 500.
+columns' ``INTEGER`` range and every string is the layer's ``Text`` (no NUL, which PostgreSQL
+cannot store): a bad value is the caller's 422, never the database's 500.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -22,30 +22,18 @@ from pydantic import (
 )
 
 from flex_shared.postgres import INT4_MAX
-from flex_shared.schemas import ApiModel, DatabaseId, ResponseModel, UtcDatetime
+from flex_shared.schemas import (
+    ApiModel,
+    DatabaseId,
+    ResponseModel,
+    StorableJson,
+    Text,
+    UtcDatetime,
+    storable,
+)
 from flex_shared.statuses import InterviewStatus
 
 QUESTION_TYPE_MAX_LENGTH = 50  # questions.question_type is VARCHAR(50)
-
-
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(item) for item in value)
-    return False
-
-
-_T = TypeVar("_T")
-
-
-def _no_nul(value: _T) -> _T:
-    # PostgreSQL text and jsonb cannot hold U+0000; say so instead of failing in the database.
-    if _contains_nul(value):
-        raise ValueError("must not contain the NUL character (\\u0000)")
-    return value
 
 
 def _not_blank(value: str) -> str:
@@ -54,20 +42,13 @@ def _not_blank(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_nul)]
-NonBlankText = Annotated[
-    str, Field(min_length=1), AfterValidator(_not_blank), AfterValidator(_no_nul)
-]
+NonBlankText = Annotated[Text, Field(min_length=1), AfterValidator(_not_blank)]
 QuestionType = Annotated[
-    str,
-    Field(min_length=1, max_length=QUESTION_TYPE_MAX_LENGTH),
-    AfterValidator(_not_blank),
-    AfterValidator(_no_nul),
+    Text, Field(min_length=1, max_length=QUESTION_TYPE_MAX_LENGTH), AfterValidator(_not_blank)
 ]
-Json = Annotated[JsonValue, AfterValidator(_no_nul)]
-JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_no_nul)]
+JsonObject = Annotated[dict[str, JsonValue], AfterValidator(storable)]
 Score = Annotated[float, Field(ge=0, le=100)]
-Keyword = Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
+Keyword = Annotated[Text, Field(min_length=1)]
 
 
 class _Request(ApiModel):
@@ -198,8 +179,8 @@ class CreateQuestionRequest(_Request):
     job_id: DatabaseId | None = None
     question_type: QuestionType
     question_text: NonBlankText
-    expected_keywords: Json = None
-    evaluation_criteria: Json = None
+    expected_keywords: StorableJson = None
+    evaluation_criteria: StorableJson = None
     difficulty_level: Annotated[int, Field(ge=1, le=5)] | None = None
 
 

@@ -1,8 +1,9 @@
 """Interview sessions, their results and question templates: the domain rules.
 
-Knows nothing of HTTP: takes validated requests, opens one transaction per call (the handler
-never does), answers with the response models and raises :mod:`flex_shared.errors`. The SQL is
-in :mod:`flex_interviews.store`.
+Knows nothing of HTTP: takes validated requests, runs one transaction per call (the handler
+never does; ``run_in_transaction`` runs it again on a new connection only when nothing of it
+reached the database, so a write is never applied twice), answers with the response models and
+raises :mod:`flex_shared.errors`. The SQL is in :mod:`flex_interviews.store`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from flex_interviews.schemas import (
     UpdateInterviewRequest,
 )
 from flex_interviews.summary import summarize
-from flex_shared.db import connection_transaction
+from flex_shared.db import run_in_transaction
 from flex_shared.errors import Conflict, InvalidInput, NotFound
 from flex_shared.postgres import INT4_MAX
 from flex_shared.statuses import InterviewStatus
@@ -69,19 +70,24 @@ def _require_live_job(connection: Connection, job_id: int) -> None:
 
 
 def create_interview(request: CreateInterviewRequest) -> InterviewOut:
-    with connection_transaction() as connection:
+    def create(connection: Connection) -> InterviewOut:
         _require_live_job(connection, request.job_id)
         row = store.insert_interview(connection, request.applicant_id, request.job_id)
         return InterviewOut.model_validate(row)
 
+    return run_in_transaction(create)
+
 
 def get_interview(interview_id: int) -> InterviewOut:
     _require_id("interview", interview_id)
-    with connection_transaction() as connection:
+
+    def read(connection: Connection) -> InterviewOut:
         row = store.find_interview(connection, interview_id)
         if row is None:
             raise NotFound("interview", interview_id)
         return InterviewOut.model_validate(row)
+
+    return run_in_transaction(read)
 
 
 def update_interview(interview_id: int, request: UpdateInterviewRequest) -> InterviewOut:
@@ -91,7 +97,8 @@ def update_interview(interview_id: int, request: UpdateInterviewRequest) -> Inte
     same state only the first wins; the second sees the new state and gets a 409.
     """
     _require_id("interview", interview_id)
-    with connection_transaction() as connection:
+
+    def update(connection: Connection) -> InterviewOut:
         status_now = store.interview_status(
             connection, interview_id, lock=store.SessionLock.NO_KEY_UPDATE
         )
@@ -121,6 +128,8 @@ def update_interview(interview_id: int, request: UpdateInterviewRequest) -> Inte
         )
         return InterviewOut.model_validate(row)
 
+    return run_in_transaction(update)
+
 
 # --- results -----------------------------------------------------------------------------
 
@@ -138,7 +147,8 @@ def save_result(interview_id: int, request: ResultRequest) -> tuple[ResultOut, b
     """Insert or replace the result for ``(interview_id, question_id)``; True when inserted.
     A replacement overwrites every field (left out means null), it does not merge."""
     _require_id("interview", interview_id)
-    with connection_transaction() as connection:
+
+    def save(connection: Connection) -> tuple[ResultOut, bool]:
         # Locked FOR KEY SHARE (as the insert's foreign key check would, only earlier): an
         # erasure of the applicant waits for this write and deletes it too, or went first and
         # the session is not found (404, not a foreign-key conflict).
@@ -171,16 +181,22 @@ def save_result(interview_id: int, request: ResultRequest) -> tuple[ResultOut, b
         row, inserted = store.upsert_result(connection, interview_id, request.question_id, values)
         return ResultOut.model_validate(row), inserted
 
+    return run_in_transaction(save)
+
 
 def list_results(interview_id: int) -> InterviewResultsOut:
     """The interview's results in question order, with their summary (404 if the interview
     does not exist)."""
     _require_id("interview", interview_id)
-    with connection_transaction() as connection:
+
+    def read(connection: Connection) -> list[ResultOut]:
         if not store.interview_exists(connection, interview_id):
             raise NotFound("interview", interview_id)
-        rows = store.list_results(connection, interview_id)
-        results = [ResultOut.model_validate(row) for row in rows]
+        return [
+            ResultOut.model_validate(row) for row in store.list_results(connection, interview_id)
+        ]
+
+    results = run_in_transaction(read)
     return InterviewResultsOut(
         interview_id=interview_id, results=results, summary=summarize(results)
     )
@@ -197,7 +213,8 @@ def erase_applicant(applicant_id: int) -> store.Erasure:
     before and is deleted (and counted) with the rest, or waits and then finds its session
     gone. A session created after the locks were taken is a new interview, not erased.
     """
-    with connection_transaction() as connection:
+
+    def erase(connection: Connection) -> store.Erasure:
         interview_ids = store.lock_applicant_sessions(connection, applicant_id)
         if not interview_ids:
             return store.Erasure(sessions=0, results=0)
@@ -205,12 +222,14 @@ def erase_applicant(applicant_id: int) -> store.Erasure:
         sessions = store.delete_interviews(connection, interview_ids)
         return store.Erasure(sessions=sessions, results=results)
 
+    return run_in_transaction(erase)
+
 
 # --- question templates ------------------------------------------------------------------
 
 
 def create_question(request: CreateQuestionRequest) -> QuestionOut:
-    with connection_transaction() as connection:
+    def create(connection: Connection) -> QuestionOut:
         if request.job_id is not None:
             _require_live_job(connection, request.job_id)
         row = store.insert_question(
@@ -224,21 +243,27 @@ def create_question(request: CreateQuestionRequest) -> QuestionOut:
         )
         return QuestionOut.model_validate(row)
 
+    return run_in_transaction(create)
+
 
 def get_question(question_id: int) -> QuestionOut:
     _require_id("question", question_id)
-    with connection_transaction() as connection:
+
+    def read(connection: Connection) -> QuestionOut:
         row = store.find_question(connection, question_id)
         if row is None:
             raise NotFound("question", question_id)
         return QuestionOut.model_validate(row)
+
+    return run_in_transaction(read)
 
 
 def list_questions(
     *, job_id: int | None, question_type: str | None, limit: int, after_id: int
 ) -> QuestionListOut:
     """Questions matching the filters in id order, one page, and the cursor of the next."""
-    with connection_transaction() as connection:
+
+    def read(connection: Connection) -> QuestionListOut:
         # One more than the page: whether there is a next page, without counting.
         rows = store.list_questions(
             connection,
@@ -252,3 +277,5 @@ def list_questions(
             questions=[QuestionOut.model_validate(row) for row in page],
             next_after_id=page[-1]["id"] if len(rows) > limit else None,
         )
+
+    return run_in_transaction(read)

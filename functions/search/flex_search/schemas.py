@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictFloat, StrictInt, StrictStr, field_validator
+from pydantic import Field, StrictFloat, StrictInt, field_validator
 
 from flex_search.distance import Metric
-from flex_shared.schemas import ApiModel, DatabaseId, UtcDatetime
+from flex_shared.schemas import ApiModel, DatabaseId, Text, UtcDatetime
 from flex_shared.titan import TITAN_MAX_INPUT_CHARS
 
 SearchMode = Literal["vector", "hybrid", "keyword"]
@@ -19,7 +19,7 @@ SearchMode = Literal["vector", "hybrid", "keyword"]
 
 class SearchRequest(ApiModel):
     # Titan rejects longer inputs: a 422 naming the field, before any embedding call.
-    query: Annotated[StrictStr, Field(min_length=1, max_length=TITAN_MAX_INPUT_CHARS)]
+    query: Annotated[Text, Field(min_length=1, max_length=TITAN_MAX_INPUT_CHARS)]
     top_k: Annotated[StrictInt, Field(ge=1, le=100)] = 5
     metric: Metric = "cosine"
     job_id: DatabaseId | None = None

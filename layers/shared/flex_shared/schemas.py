@@ -1,6 +1,7 @@
 """What the API functions' request and response models share: the request base model, database
-ids and UTC timestamps. Imports pydantic and nothing of the layer but its constants: a schema
-never pulls in the database, SQLAlchemy or the resolver (an import contract checks it).
+ids, the one rule for text the database can store, and UTC timestamps. Imports pydantic and
+nothing of the layer but its constants: a schema never pulls in the database, SQLAlchemy or the
+resolver (an import contract checks it).
 
 Timestamps: the database stores UTC in ``timestamp without time zone`` columns, so values come
 back naive. Every API answers them as ``2024-05-01T12:34:56.123456Z`` (microseconds always
@@ -11,14 +12,54 @@ reader.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    StrictInt,
+    StrictStr,
+)
 
 from .postgres import INT4_MAX
 
 DatabaseId = Annotated[StrictInt, Field(ge=1, le=INT4_MAX)]
 """A row id (``SERIAL``): 1 .. ``INT4_MAX``; ``"3"`` and ``true`` are not ids."""
+
+
+_T = TypeVar("_T")
+
+NUL_REFUSED = "must not contain the NUL character (\\u0000): the database cannot store it"
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def storable(value: _T) -> _T:
+    """``value`` itself, if PostgreSQL can store every string in it (``text`` and ``jsonb``
+    cannot hold U+0000): the one rule for text input, so a NUL is the caller's 422 naming the
+    field, never a driver error or a 500."""
+    if _holds_nul(value):
+        raise ValueError(NUL_REFUSED)
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(storable)]
+"""Every text input of the APIs, body field or query parameter, is ``Text`` or built on it."""
+
+StorableJson = Annotated[JsonValue, AfterValidator(storable)]
+"""A free-form JSON input (stored as ``jsonb``): no string in it, key or value, holds NUL."""
 
 
 class ApiModel(BaseModel):
@@ -48,6 +89,8 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     details: list[ErrorDetail] | None = None
+    request_id: str | None = None
+    """On a 5xx: the API Gateway request id, which finds the function's log lines."""
 
 
 class ErrorResponse(BaseModel):
