@@ -232,7 +232,10 @@ class Call:
         if payload is not None and payload.get("job_id") == 0:
             payload["job_id"] = world.job_id
         path = self.path.format(
-            interview_id=world.interview_id, job_id=world.job_id, question_id=world.question_id
+            interview_id=world.interview_id,
+            job_id=world.job_id,
+            question_id=world.question_id,
+            applicant_id=world.applicant_id,
         )
         return api_event(
             self.method,
@@ -268,6 +271,7 @@ EVERY_ROUTE = (
     Call("GET", "/interviews/{interview_id}/results"),
     Call("GET", "/questions", query={"question_type": "technical"}),
     Call("GET", "/questions/{question_id}"),
+    Call("DELETE", "/applicants/{applicant_id}", success=204),
 )
 
 
@@ -281,15 +285,18 @@ def test_the_calls_above_are_every_route_of_the_template() -> None:
 
 @dataclass(frozen=True)
 class World:
-    """A published job, an interview in progress for it and a question template."""
+    """A published job, an interview in progress for it (of applicant 1) and a question
+    template."""
 
     job_id: int
     interview_id: int
     question_id: int
+    applicant_id: int = 1
 
     def path_parameters(self, path: str) -> dict[str, str] | None:
         names = {"job_id": self.job_id, "interview_id": self.interview_id}
         names["question_id"] = self.question_id
+        names["applicant_id"] = self.applicant_id
         found = {name: str(value) for name, value in names.items() if f"{{{name}}}" in path}
         return found or None
 
