@@ -378,7 +378,13 @@ class LocalApiServer:
                 if self.command != "HEAD":
                     self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve  # noqa: N815
+            def __getattr__(self, name: str) -> Any:
+                # http.server dispatches a request to do_<METHOD> and answers 501 without
+                # one: every method reaches the route table instead, so one the API lacks
+                # (TRACE, QUERY, ...) gets API Gateway's 403 like an unknown path.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # handle() logs one line per request
