@@ -23,11 +23,12 @@ from pydantic import (
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
+    JsonValue,
     PlainSerializer,
     Strict,
     StrictStr,
 )
-from pydantic.json_schema import JsonSchemaValue
+from pydantic.json_schema import JsonSchemaValue, WithJsonSchema
 from pydantic_core import CoreSchema
 from typing_extensions import TypeAliasType
 
@@ -124,13 +125,28 @@ Text = Annotated[StrictStr, AfterValidator(storable), NUL_FREE]
 NonBlankText = Annotated[Text, AfterValidator(not_blank), Pattern(NON_BLANK_PATTERN)]
 """A text that must say something: empty or whitespace only is refused."""
 
+_JSON_DATA_REF = {"$ref": "#/components/schemas/JsonData"}
+
 JsonData = TypeAliasType(
     "JsonData",
-    "Annotated[str, NUL_FREE] | int | float | bool | list[JsonData]"
-    " | Annotated[dict[str, JsonData], NUL_FREE] | None",
+    Annotated[
+        JsonValue,
+        WithJsonSchema(
+            {
+                "description": "Any JSON value; no string in it, key or value, holds NUL.",
+                # No "type" and no anyOf: each keyword applies to its own kind of value (a
+                # pattern to strings, items to arrays...), which says the same and is what
+                # client generators read (a union holding itself is beyond openapi-python-client).
+                "pattern": NO_NUL_PATTERN,
+                "items": _JSON_DATA_REF,
+                "additionalProperties": _JSON_DATA_REF,
+                "propertyNames": {"pattern": NO_NUL_PATTERN},
+            }
+        ),
+    ],
 )
-"""Any JSON value, as the document shows it: no NUL in a string or a key (pydantic's
-``JsonValue`` shows as ``{}``)."""
+"""Any JSON value (pydantic's ``JsonValue``), documented as the OpenAPI component
+``JsonData`` without NUL; pair it with :func:`storable`, which refuses NUL."""
 
 StorableJson = Annotated[JsonData, AfterValidator(storable)]
 """A free-form JSON input (stored as ``jsonb``): no string in it, key or value, holds NUL."""
@@ -159,7 +175,12 @@ def utc_isoformat(value: datetime) -> str:
     return value.isoformat(timespec="microseconds") + "Z"
 
 
-UtcDatetime = Annotated[datetime, PlainSerializer(utc_isoformat, return_type=str, when_used="json")]
+UtcDatetime = Annotated[
+    datetime,
+    PlainSerializer(utc_isoformat, return_type=str, when_used="json"),
+    # What the serializer writes is an RFC 3339 date-time: say so (clients parse it).
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
 """A response field holding a stored timestamp; serialised by :func:`utc_isoformat`."""
 
 
