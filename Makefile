@@ -9,7 +9,7 @@ REQUIREMENTS := requirements.txt layers/shared/requirements.txt $(wildcard funct
 empty :=
 PRODUCT_PATH := $(subst $(empty) $(empty),:,layers/shared $(wildcard functions/*))
 
-.PHONY: install test test-pg16 lint typecheck check clean sam-install sam-validate sam-build layer-size scan-install scan run demo invoke openapi contract-install contract bench
+.PHONY: install test test-pg16 lint typecheck check clean sam-install sam-validate sam-build layer-size scan-install scan run demo invoke api-examples openapi contract-install contract bench
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ demo: install
 # make invoke FUNCTION=SearchFunction EVENT=events/search_post.json [ENV_VARS=env.json]
 invoke: install
 	$(BIN)/python -m devtools.local invoke $(FUNCTION) -e $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
+
+## api-examples: real answers of the local API for openapi.json's examples (docs/api-examples.json)
+api-examples: install
+	$(BIN)/python -m devtools.local api-examples
 
 ## openapi: regenerate openapi.json from the API functions (a test keeps it current)
 openapi: install

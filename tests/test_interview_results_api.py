@@ -182,6 +182,38 @@ def test_create_interview_starts_pending_at_question_zero(api: Api, job_id: int)
     assert api("GET", f"/interviews/{body['id']}").body == body
 
 
+def test_creates_answer_the_created_resource_location(api: Api, job_id: int) -> None:
+    # API Gateway's request context has the path as the client asked for it (the stage first,
+    # on the execute-api host): Location is that path plus the new id.
+    for path, body in (
+        ("/interviews", {"applicant_id": 5, "job_id": job_id}),
+        ("/questions", {**QUESTION, "job_id": job_id}),
+    ):
+        response = api.module.lambda_handler(
+            make_event("POST", path, body), FakeLambdaContext(function_name="interview_results")
+        )
+        created = json.loads(response["body"])
+        assert response["statusCode"] == 201
+        assert response["multiValueHeaders"]["Location"] == [f"/Prod{path}/{created['id']}"]
+        assert api("GET", f"{path}/{created['id']}").body == created
+
+
+def test_integers_written_with_a_zero_fraction_are_integers(api: Api, job_id: int) -> None:
+    # OpenAPI 3.1 (JSON Schema) counts 3.0 as an integer; a generated client may send it so.
+    interview_id = new_interview(api, job_id, "in_progress")
+
+    moved = api("PATCH", f"/interviews/{interview_id}", {"current_question_index": 2.0})
+    question = api("POST", "/questions", {**QUESTION, "difficulty_level": 3.0})
+    result = api("POST", f"/interviews/{interview_id}/results", {"question_id": 7.0})
+
+    assert moved.body["current_question_index"] == 2
+    assert question.status == 201
+    assert question.body["difficulty_level"] == 3
+    assert result.status == 201
+    assert result.body["question_id"] == 7
+    assert '"question_id":7,' in result.raw
+
+
 def test_create_interview_for_missing_or_removed_job_is_404_naming_job_id(
     api: Api, db_engine: Engine
 ) -> None:

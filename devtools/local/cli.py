@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     contract.add_argument("arguments", nargs=argparse.REMAINDER, help="for `schemathesis run`")
 
+    examples = commands.add_parser(
+        "api-examples", help="real answers of the local API for the reference page"
+    )
+    _common(examples)
+    examples.add_argument(
+        "-o", "--output", type=Path, default=REPO_ROOT / "docs" / "api-examples.json"
+    )
+
     openapi = commands.add_parser("openapi", help="write openapi.json from the API functions")
     openapi.add_argument("-t", "--template", type=Path, default=REPO_ROOT / "template.yaml")
     openapi.add_argument("-o", "--output", type=Path, default=REPO_ROOT / "openapi.json")
@@ -128,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_demo(args)
         if args.command == "contract":
             return command_contract(args)
+        if args.command == "api-examples":
+            return command_api_examples(args)
         return command_openapi(args)
     except (TemplateError, EnvVarsError) as exc:
         _log(f"error: {exc}")
@@ -314,6 +324,25 @@ def command_contract(args: argparse.Namespace) -> int:
         status = run_contract(args.schemathesis, args.document, arguments, options, _log, api_log)
     _log(f"contract: the API's log is in {args.api_log}")
     return status
+
+
+# ---------------------------------------------------------------------- api-examples
+def command_api_examples(args: argparse.Namespace) -> int:
+    from .api_examples import write_examples
+    from .system import LocalOptions
+
+    options = LocalOptions(
+        template_path=args.template,
+        data_dir=None,
+        database_url=args.database_url,
+        api_port=0,
+        env_vars=read_env_vars_file(args.env_vars),
+        watch_s3=False,
+        extra_overrides={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+    )
+    write_examples(options, _log, args.output)
+    _log("now `make openapi` puts them in openapi.json")
+    return 0
 
 
 # ---------------------------------------------------------------------- openapi
