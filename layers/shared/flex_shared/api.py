@@ -134,31 +134,50 @@ def _describe_validation(errors: Any) -> tuple[int, str, list[dict[str, Any]]]:
 _FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
+_UNSUPPORTED_MEDIA_TYPE = "application/x-flex-unsupported"
+"""What the resolver shows Powertools for a multipart body: a value it refuses with
+``RequestUnsupportedContentType`` (415), where its multipart parser would otherwise read the
+body as form fields or fail with ``ValueError: Missing boundary`` (a 502)."""
+
+
 class JsonApiResolver(APIGatewayRestResolver):
     """The APIs speak JSON only. A body sent as a form (``curl -d`` does so by default) is read
-    as JSON too, so a caller gets the JSON answer or a clear 400, not a field list of the form."""
+    as JSON too, so a caller gets the JSON answer or a clear 400, not a field list of the form;
+    a multipart body is a 415."""
+
+    declared_content_type = ""
+    """The request's Content-Type as the client sent it (the 415 answer names it). Per request,
+    like Powertools' own ``current_event``: a Lambda container serves one event at a time."""
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         headers = event.get("headers") or {}
-        if any(
-            name.lower() == "content-type" and str(value).lower().startswith(_FORM_CONTENT_TYPE)
-            for name, value in headers.items()
-        ):
-            event = {
-                **event,
-                "headers": {
-                    name: value for name, value in headers.items() if name.lower() != "content-type"
-                },
-                "multiValueHeaders": {
-                    name: value
-                    for name, value in (event.get("multiValueHeaders") or {}).items()
-                    if name.lower() != "content-type"
-                },
-            }
+        declared = next(
+            (str(value) for name, value in headers.items() if name.lower() == "content-type"), ""
+        )
+        self.declared_content_type = declared
+        kind = declared.split(";", 1)[0].strip().lower()
+        if kind == _FORM_CONTENT_TYPE:
+            event = _with_content_type(event, None)
+        elif kind.startswith("multipart/"):
+            event = _with_content_type(event, _UNSUPPORTED_MEDIA_TYPE)
         return super().resolve(event, context)
 
 
-def create_resolver() -> APIGatewayRestResolver:
+def _with_content_type(event: Mapping[str, Any], content_type: str | None) -> dict[str, Any]:
+    """``event`` with its Content-Type header replaced (``None``: removed)."""
+
+    def replaced(headers: Mapping[str, Any], value: Any) -> dict[str, Any]:
+        kept = {name: item for name, item in headers.items() if name.lower() != "content-type"}
+        return kept if content_type is None else {**kept, "Content-Type": value}
+
+    return {
+        **event,
+        "headers": replaced(event.get("headers") or {}, content_type),
+        "multiValueHeaders": replaced(event.get("multiValueHeaders") or {}, [content_type]),
+    }
+
+
+def create_resolver() -> JsonApiResolver:
     """A JSON ``APIGatewayRestResolver`` with pydantic validation and the shared error mapping."""
     app = JsonApiResolver(
         enable_validation=True,
@@ -176,7 +195,7 @@ def create_resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported_media(exc: RequestUnsupportedContentType) -> Response[Any]:
-        content_type = app.current_event.headers.get("content-type", "")
+        content_type = app.declared_content_type
         return error_response(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
