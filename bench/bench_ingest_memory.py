@@ -18,6 +18,7 @@ Writes bench/results/ingest_memory.json (``--output`` to change).
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ from tests.ingest_memory import (
 )
 
 DATABASE = "bench_ingest_memory"
+FUNCTION_TIMEOUT_SECONDS = 300  # the deployed function's: Lambda would stop it there
 TABLES = "interview_results, interview_sessions, questions, job_chunks, jobs"
 
 
@@ -73,6 +75,7 @@ def _measure(
     bucket: MotoS3Bucket,
     code_root: Path,
     document: HostileDocument | None,
+    timeout_seconds: float,
 ) -> dict[str, Any]:
     _truncate(url)
     records = []
@@ -85,8 +88,13 @@ def _measure(
     records.append(bucket.put(GOOD_KEY, GOOD_DOCUMENT))
     try:
         result = ingest_in_fresh_process(
-            records, child_environment(url, bucket.endpoint), code_root=code_root
+            records,
+            child_environment(url, bucket.endpoint),
+            code_root=code_root,
+            timeout_seconds=timeout_seconds,
         )
+    except subprocess.TimeoutExpired:
+        return {**row, "error": f"not finished after {timeout_seconds:g} s (killed)"}
     except RuntimeError as exc:  # e.g. killed by the kernel for want of memory
         return {**row, "error": str(exc)[:2000]}
     row.update(
@@ -106,19 +114,24 @@ def _measure(
     return row
 
 
-def run(code_root: Path = REPO_ROOT, only: Sequence[str] = ()) -> dict[str, Any]:
+def run(
+    code_root: Path = REPO_ROOT,
+    only: Sequence[str] = (),
+    timeout_seconds: float = FUNCTION_TIMEOUT_SECONDS,
+) -> dict[str, Any]:
     documents = [d for d in HOSTILE_DOCUMENTS if not only or d.name in only]
     url = bench_db.ensure_database(DATABASE)
     rows = []
     with moto_s3_bucket() as bucket:
         for document in [None, *documents]:
-            row = _measure(url, bucket, code_root, document)
+            row = _measure(url, bucket, code_root, document, timeout_seconds)
             print(_line(row), flush=True)
             rows.append(row)
     _truncate(url)
     return {
         "code_root": str(code_root) if code_root != REPO_ROOT else "this checkout",
         "function_memory_mib": 1024,
+        "timeout_seconds": timeout_seconds,
         "documents": rows,
     }
 
@@ -146,9 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code-root", type=Path, default=REPO_ROOT)
     parser.add_argument("--only", default="", help="comma-separated document names")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "ingest_memory.json")
+    parser.add_argument(
+        "--timeout", type=float, default=FUNCTION_TIMEOUT_SECONDS, help="seconds per document"
+    )
     options = parser.parse_args(argv)
     only = [name for name in options.only.split(",") if name]
-    result = run(options.code_root.resolve(), only)
+    result = run(options.code_root.resolve(), only, options.timeout)
     print(f"wrote {write_json(options.output, result)}")
     return 0
 

@@ -7,6 +7,7 @@ few milliseconds and well under a megabyte to build, never the 600 MiB it expand
 
 from __future__ import annotations
 
+import bz2
 import struct
 import zlib
 from collections.abc import Callable, Sequence
@@ -21,6 +22,8 @@ DOCX_PREFIX = (
 ).encode()
 DOCX_SUFFIX = b"</w:t></w:r></w:p></w:body></w:document>"
 _ADLER_MOD = 65521
+_BZ2_END_MAGIC = 0x177245385090
+ZIP_STORED, ZIP_DEFLATED, ZIP_DEFLATE64, ZIP_BZIP2, ZIP_LZMA = 0, 8, 9, 12, 14
 
 
 # --- compressed streams ------------------------------------------------------------------------
@@ -65,10 +68,11 @@ def zlib_run(prefix: bytes, byte: bytes, count: int, suffix: bytes) -> bytes:
 @dataclass(frozen=True)
 class ZipMember:
     name: str
-    data: bytes  # as stored in the archive (raw DEFLATE when ``deflated``)
+    data: bytes  # as stored in the archive (compressed by ``method``)
     declared_size: int  # what both headers claim the member expands to
     crc: int
-    deflated: bool = True
+    method: int = ZIP_DEFLATED
+    flags: int = 0  # bit 0: encrypted
 
 
 def deflated(name: str, content: bytes) -> ZipMember:
@@ -78,9 +82,9 @@ def deflated(name: str, content: bytes) -> ZipMember:
 
 
 def _central_entry(member: ZipMember, name: bytes, offset: int) -> bytes:
-    method = 8 if member.deflated else 0
     sizes = (member.crc, len(member.data), member.declared_size)
-    fields = (20, 20, 0, method, 0, 0x21, *sizes, len(name), 0, 0, 0, 0, 0, offset)
+    header = (46, 46, member.flags, member.method, 0, 0x21)
+    fields = (*header, *sizes, len(name), 0, 0, 0, 0, 0, offset)
     return struct.pack("<4s6H3L5H2L", b"PK\x01\x02", *fields) + name
 
 
@@ -96,17 +100,18 @@ def zip_archive(members: Sequence[ZipMember], directory_only: Sequence[bytes] = 
     offset = 0
     for member in members:
         name = member.name.encode()
-        method = 8 if member.deflated else 0
         sizes = (member.crc, len(member.data), member.declared_size)
-        local = struct.pack(
-            "<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 0x21, *sizes, len(name), 0
-        )
+        header = (46, member.flags, member.method, 0, 0x21)
+        local = struct.pack("<4s5H3L2H", b"PK\x03\x04", *header, *sizes, len(name), 0)
         central_parts.append(_central_entry(member, name, offset))
         local_parts.append(local + name + member.data)
         offset += len(local) + len(name) + len(member.data)
-    empty = ZipMember("", b"", 0, 0, deflated=False)
+    empty = ZipMember("", b"", 0, 0, method=ZIP_STORED)
+    headers: dict[int, bytes] = {}  # an empty member's entry depends on its name's length only
     for name in directory_only:
-        central_parts.append(_central_entry(empty, name, 0))
+        if len(name) not in headers:
+            headers[len(name)] = _central_entry(empty, name, 0)[: -len(name)]
+        central_parts.append(headers[len(name)] + name)
     central = b"".join(central_parts)
     count = len(central_parts)
     zip64 = b""
@@ -169,6 +174,48 @@ def docx_many_members(count: int) -> bytes:
     )
     names = [b"%05x" % index for index in range(count)]
     return zip_archive([deflated("word/document.xml", document.encode())], names)
+
+
+def bzip2_run(byte: bytes, mebibytes: int) -> bytes:
+    """A bzip2 stream of ``byte * mebibytes MiB``: one compressed MiB, its block repeated.
+
+    bzip2 blocks are bit-aligned, so the block is repeated as a bit string; the stream's CRC
+    combines the (equal) block CRCs as the format says.
+    """
+    single = bz2.compress(byte * MIB, 9)
+    bits = int.from_bytes(single[4:], "big")  # after "BZh9"
+    total = 8 * (len(single) - 4)
+    padding = next(p for p in range(8) if (bits >> (p + 32)) & (2**48 - 1) == _BZ2_END_MAGIC)
+    block_bits = total - padding - 80
+    block = bits >> (padding + 80)
+    block_crc = (block >> (block_bits - 80)) & 0xFFFFFFFF
+    combined = 0
+    for _ in range(mebibytes):
+        combined = (((combined << 1) | (combined >> 31)) & 0xFFFFFFFF) ^ block_crc
+    stream = format(block, f"0{block_bits}b") * mebibytes
+    stream += format(_BZ2_END_MAGIC, "048b") + format(combined, "032b")
+    stream += "0" * (-len(stream) % 8)
+    return b"BZh9" + int(stream, 2).to_bytes(len(stream) // 8, "big")
+
+
+def docx_bzip2_bomb(mebibytes: int, declared_size: int = 1024) -> bytes:
+    """``word/document.xml`` compressed with bzip2 (zip method 12, which Python's zipfile
+    inflates without any output bound): ``mebibytes`` MiB from a few kilobytes."""
+    document = ZipMember(
+        "word/document.xml", bzip2_run(b"a", mebibytes), declared_size, 0, method=ZIP_BZIP2
+    )
+    return zip_archive([deflated("[Content_Types].xml", b"<Types/>"), document])
+
+
+def docx_member_variant(*, method: int = ZIP_DEFLATED, flags: int = 0) -> bytes:
+    """A small DOCX whose main part is stored with another compression method or flags."""
+    xml = (
+        f'<w:document xmlns:w="{W_NAMESPACE}"><w:body><w:p><w:r><w:t>Backend Engineer'
+        "</w:t></w:r></w:p></w:body></w:document>"
+    ).encode()
+    plain = deflated("word/document.xml", xml)
+    member = ZipMember(plain.name, plain.data, plain.declared_size, plain.crc, method, flags)
+    return zip_archive([member])
 
 
 # --- PDF -------------------------------------------------------------------------------------
@@ -258,6 +305,15 @@ def nested_html(depth: int) -> bytes:
     ).encode()
 
 
+def unterminated_tags_html(count: int) -> bytes:
+    """A short job, then ``count`` tag openings that never close (``<a<a<a...``): each one
+    makes Python's html.parser (before 3.11.13) rescan the rest of the input at end of file."""
+    return (
+        "<html><head><title>Backend Engineer</title></head><body><p>Python and PostgreSQL.</p>"
+        + "<a" * count
+    ).encode()
+
+
 def single_line_text(size: int) -> bytes:
     """``size`` bytes of words on one line: no sentence end, no line break anywhere."""
     words = b"python postgres lambda engineer search platform "
@@ -277,6 +333,13 @@ def nested_json(depth: int) -> bytes:
         + b"]" * depth
         + b"}"
     )
+
+
+def wide_json(size: int) -> bytes:
+    """A valid job whose extra field is a list of empty objects, about ``size`` bytes."""
+    head = b'{"company_id": 1, "title": "Backend Engineer", "description": "Python.", "extra": ['
+    count = (size - len(head) - 2) // 3
+    return head + b"{}," * (count - 1) + b"{}]}"
 
 
 # --- the set ---------------------------------------------------------------------------------
@@ -302,6 +365,24 @@ HOSTILE_DOCUMENTS = (
         "jobs/9/honest.docx",
         lambda: docx_bomb(600 * MIB),
         "word/document.xml inflates to 600 MiB, as its headers say",
+    ),
+    HostileDocument(
+        "docx_bzip2_bomb",
+        "jobs/9/bzip2.docx",
+        lambda: docx_bzip2_bomb(600),
+        "word/document.xml bzip2-compressed: 600 MiB from 20 KB; headers claim 1 KiB",
+    ),
+    HostileDocument(
+        "docx_deflate64",
+        "jobs/9/deflate64.docx",
+        lambda: docx_member_variant(method=ZIP_DEFLATE64),
+        "the main part compressed with Deflate64, which Python's zipfile cannot read",
+    ),
+    HostileDocument(
+        "docx_encrypted",
+        "jobs/9/encrypted.docx",
+        lambda: docx_member_variant(flags=1),
+        "the main part flagged as encrypted",
     ),
     HostileDocument(
         "docx_billion_laughs",
@@ -334,6 +415,12 @@ HOSTILE_DOCUMENTS = (
         "500,000 nested <div> elements around one sentence",
     ),
     HostileDocument(
+        "html_unterminated_tags",
+        "jobs/9/unterminated.html",
+        lambda: unterminated_tags_html(2_500_000),
+        "a short job followed by 2,500,000 tag openings that never close (5 MB)",
+    ),
+    HostileDocument(
         "txt_single_line",
         "jobs/9/line.txt",
         lambda: single_line_text(9 * MIB),
@@ -350,6 +437,12 @@ HOSTILE_DOCUMENTS = (
         "jobs/9/nested.json",
         lambda: nested_json(100_000),
         "a valid job whose extra field nests 100,000 arrays deep",
+    ),
+    HostileDocument(
+        "json_wide",
+        "jobs/9/wide.json",
+        lambda: wide_json(10 * MIB - 1024),
+        "a valid job whose extra field lists 3.5 million empty objects (10 MiB)",
     ),
 )
 
