@@ -145,6 +145,27 @@ def docx_bomb(expanded_bytes: int, declared_size: int | None = None) -> bytes:
     return zip_archive([deflated("[Content_Types].xml", b"<Types/>"), document])
 
 
+def docx_huge_attribute(value_bytes: int) -> bytes:
+    """A DOCX whose second paragraph carries a ``value_bytes``-long attribute: no more text, but
+    an XML parser must hold the whole start tag at once. Honest headers, true CRC."""
+    prefix = (
+        f'<w:document xmlns:w="{W_NAMESPACE}"><w:body><w:p><w:r><w:t>Backend Engineer'
+        '</w:t></w:r></w:p><w:p w:rsidR="'
+    ).encode()
+    suffix = b'"/></w:body></w:document>'
+    size = len(prefix) + value_bytes + len(suffix)
+    crc = zlib.crc32(prefix)
+    whole, rest = divmod(value_bytes, MIB)
+    block = b"a" * MIB
+    for _ in range(whole):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(suffix, zlib.crc32(b"a" * rest, crc))
+    document = ZipMember(
+        "word/document.xml", deflate_run(prefix, b"a", value_bytes, suffix), size, crc
+    )
+    return zip_archive([deflated("[Content_Types].xml", b"<Types/>"), document])
+
+
 def docx_with_document(document_xml: str) -> bytes:
     return zip_archive(
         [
@@ -389,6 +410,12 @@ HOSTILE_DOCUMENTS = (
         "jobs/9/laughs.docx",
         billion_laughs_docx,
         "a DTD whose entities would expand to 10^9 'lol's",
+    ),
+    HostileDocument(
+        "docx_huge_attribute",
+        "jobs/9/attribute.docx",
+        lambda: docx_huge_attribute(60 * MIB),
+        "one 60 MiB attribute in word/document.xml (under the old 64 MiB declared-size limit)",
     ),
     HostileDocument(
         "docx_many_members",
