@@ -56,6 +56,7 @@ def _load_handler(code_root: Path) -> Any:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -65,7 +66,8 @@ def main() -> None:
     event = json.loads(event_file.read_text(encoding="utf-8"))
     app = _load_handler(code_root)
     log = io.StringIO()
-    app.logger.registered_handler.setStream(log)
+    handler_module = sys.modules[app.lambda_handler.__module__]  # where its Logger lives
+    handler_module.logger.registered_handler.setStream(log)
     result: dict[str, Any] = {"import_peak_mib": round(peak_rss_mib(), 1)}
     started = time.perf_counter()
     try:
