@@ -4,6 +4,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := requirements.txt layers/shared/requirements.txt $(wildcard functions/*/requirements.txt)
+# The product's import roots, as Lambda's sys.path has them: the layer (/opt/python) and each
+# function's directory (/var/task), whose package (flex_search, flex_ingest, ...) sits beside app.py.
+empty :=
+PRODUCT_PATH := $(subst $(empty) $(empty),:,layers/shared $(wildcard functions/*))
 
 .PHONY: install test test-pg16 lint typecheck check clean sam-install sam-validate sam-build layer-size scan-install scan run demo invoke openapi bench
 
@@ -32,14 +36,15 @@ test-pg16: install $(PGVECTOR06_VENV)/.installed
 	FLEX_EMBEDDED_POSTGRES=16 $(BIN)/pytest -m database $(PYTEST_ARGS)
 
 
-## lint: ruff and mypy
+## lint: ruff, the import contracts (pyproject.toml) and mypy
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/shared migrations tests devtools bench
-	# One run per function: each app.py imports its siblings by bare name (as Lambda does), and
-	# every function has an app.py, so they cannot share one module namespace.
-	for dir in functions/*/; do MYPYPATH=$$dir $(BIN)/mypy $$dir || exit 1; done
+	PYTHONPATH=$(PRODUCT_PATH) $(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
+	# Each function's entry point is module `app` (template.yaml's app.lambda_handler): one short
+	# run each, its package already checked (and cached) by the run above.
+	for entry in functions/*/app.py; do $(BIN)/mypy "$$entry" || exit 1; done
 
 check: lint test
 

@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT / "layers" / "shared") not in sys.path:  # `python -m bench.x` from a checkout
     sys.path.insert(0, str(REPO_ROOT / "layers" / "shared"))
 
-from flex_shared import db  # noqa: E402
+from flex_shared.database_url import parse_database_url  # noqa: E402
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _server: Any = None
@@ -55,7 +55,7 @@ def admin_url() -> str:
 
 def engine_for(url: str, **kwargs: Any) -> Engine:
     """A pg8000 engine for ``url`` (same URL rules as the layer's DATABASE_URL)."""
-    parsed, connect_args = db.parse_database_url(url)
+    parsed, connect_args = parse_database_url(url)
     return create_engine(parsed, connect_args=connect_args, **kwargs)
 
 

@@ -36,6 +36,7 @@ if str(_LAYER) not in sys.path:
     sys.path.insert(0, str(_LAYER))
 
 from devtools.fake_titan import serve_in_subprocess  # noqa: E402
+from devtools.layer_env import layer_environment  # noqa: E402
 from flex_shared.chunking import chunk_text, estimate_tokens  # noqa: E402
 from flex_shared.config import load_settings  # noqa: E402
 from flex_shared.embeddings import LocalEmbedder, RetryPolicy, TitanEmbedder  # noqa: E402
@@ -45,20 +46,6 @@ SAMPLES_DIR = REPO_ROOT / "devtools" / "samples"
 FAKE_LATENCY_SECONDS = 0.1
 CHUNKS_PER_DOCUMENT = 40
 GOAL_RATIO = 1 / 6
-
-
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -124,7 +111,7 @@ def bench_titan(quick: bool) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with (
         serve_in_subprocess(latency=FAKE_LATENCY_SECONDS) as endpoint,
-        _environment(AWS_ENDPOINT_URL_BEDROCK_RUNTIME=endpoint),
+        layer_environment(AWS_ENDPOINT_URL_BEDROCK_RUNTIME=endpoint),
     ):
         client = TitanEmbedder(max_concurrency=max(levels)).client  # one client, as in Lambda
         for level in levels:
@@ -147,7 +134,7 @@ def bench_titan(quick: bool) -> dict[str, Any]:
 
     with (
         serve_in_subprocess(latency=FAKE_LATENCY_SECONDS, max_concurrent=4) as endpoint,
-        _environment(AWS_ENDPOINT_URL_BEDROCK_RUNTIME=endpoint),
+        layer_environment(AWS_ENDPOINT_URL_BEDROCK_RUNTIME=endpoint),
     ):
         embedder = TitanEmbedder(
             max_concurrency=configured, retry=RetryPolicy(max_attempts=10, base_delay=0.1)
@@ -232,7 +219,7 @@ def bench_chunker(quick: bool) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Run every measurement; return the results (also what ``main`` writes as JSON)."""
-    with _environment(
+    with layer_environment(
         AWS_ACCESS_KEY_ID=os.environ.get("AWS_ACCESS_KEY_ID", "bench"),
         AWS_SECRET_ACCESS_KEY=os.environ.get("AWS_SECRET_ACCESS_KEY", "bench"),
         AWS_REGION=os.environ.get("AWS_REGION", "us-east-1"),

@@ -19,11 +19,9 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,10 +38,10 @@ from bench.output import write_json  # noqa: E402
 from devtools.fake_titan import serve_in_subprocess  # noqa: E402
 from devtools.functions import load_function  # noqa: E402
 from devtools.lambda_context import FakeLambdaContext  # noqa: E402
-from devtools.layer_env import layer_configured  # noqa: E402
+from devtools.layer_env import layer_configured, layer_environment  # noqa: E402
 from flex_shared import config, db  # noqa: E402
 from flex_shared.chunking import chunk_text  # noqa: E402
-from flex_shared.embeddings import get_embedder, reset_embedder  # noqa: E402
+from flex_shared.embeddings import get_embedder  # noqa: E402
 
 BUCKET = "flex-bench-jobs"
 FUNCTION_DIR = bench_db.REPO_ROOT / "functions" / "ingest_job"
@@ -72,24 +70,6 @@ def description_with_chunks(chunks: int, seed: int = 0) -> str:
         paragraphs.append(f"Section {n} of job {seed}. " + " ".join(sentences))
         n += 1
     return "\n\n".join(paragraphs)
-
-
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    previous = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    config.reset_settings()
-    reset_embedder()
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        config.reset_settings()
-        reset_embedder()
 
 
 def _record(key: str, sequencer: int) -> dict[str, Any]:
@@ -164,13 +144,13 @@ def _baseline_rows(bodies: dict[str, str]) -> tuple[list[tuple[str, int, list[st
 
 def _copy_baseline(bodies: dict[str, str]) -> dict[str, Any]:
     """The same rows by a plain COPY per document (jobs inserted beforehand, untimed)."""
-    store = sys.modules["ingest_job_store"]
+    store = sys.modules["flex_ingest.store"]
     embedder = get_embedder()
     documents, vectors = _baseline_rows(bodies)
     _truncate()
-    with db.transaction() as session:
+    with db.connection_transaction() as connection:
         job_ids = [
-            session.execute(
+            connection.execute(
                 text(
                     "INSERT INTO jobs (company_id, title, description, source_bucket, source_key)"
                     " VALUES (:company, 'bench', :description, :bucket, :key) RETURNING id"
@@ -251,7 +231,7 @@ def _fake_titan_latency(app: ModuleType, s3: Any, runs: int, concurrency: int) -
     """New 40-chunk descriptions (new keys) into the table as the earlier steps left it."""
     with (
         serve_in_subprocess(latency=0.1) as endpoint,
-        _environment(
+        layer_environment(
             EMBEDDING_PROVIDER="titan",
             AWS_ENDPOINT_URL_BEDROCK_RUNTIME=endpoint,
             EMBEDDING_MAX_CONCURRENCY=str(concurrency),
@@ -313,11 +293,11 @@ def run(
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    with layer_configured(url), _environment(**env), mock_aws():
+    with layer_configured(url), layer_environment(**env), mock_aws():
         import boto3
 
         app = load_function("ingest_job")
-        sys.modules["ingest_job_source"].reset_s3_client()
+        sys.modules["flex_ingest.source"].reset_s3_client()
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
         default_concurrency = config.get_settings().embedding_max_concurrency

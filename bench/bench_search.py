@@ -113,7 +113,10 @@ def run(
         from flex_shared import config, db
 
         app = load_function("search")
-        store, embedding = sys.modules["search_store"], sys.modules["search_embedding"]
+        store, embedding = (
+            sys.modules["flex_search.store"],
+            sys.modules["flex_search.query_embedding"],
+        )
         engine = db.get_engine()
         with engine.connect() as connection:
             results["pgvector"] = connection.execute(
@@ -221,7 +224,7 @@ def run(
         for i in range(queries):
             started = time.perf_counter()
             vector = embedder.embed_query(f"{sample_queries[i % 4]} {i}")
-            Vector(vector).to_text()
+            db.vector_literal(vector)
             embed_ms.append((time.perf_counter() - started) * 1000)
         results["query_embedding"] = {"provider": embedder.model_id, **_percentiles(embed_ms)}
 
@@ -307,7 +310,7 @@ def _strategy_sweep(
 ) -> dict[str, Any]:
     """Each branch of the filtered statement forced, per filter size: the exact scan, and the
     iterative index scan in ``relaxed_order`` (re-sorted) and ``strict_order``. Where their
-    latencies cross sets ``search_store.EXACT_SCAN_COST_RATIO``; the recalls choose the order
+    latencies cross sets ``flex_search.store.EXACT_SCAN_COST_RATIO``; the recalls choose the order
     mode."""
     from sqlalchemy.orm import Session
 

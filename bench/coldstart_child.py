@@ -1,110 +1,66 @@
-"""One cold start, in a fresh process: import a function's app.py and invoke it once.
+"""One cold start: ``python -S -P bench/coldstart_child.py TARGET EVENT_FILE DIR...``.
 
-Run by bench/bench_coldstart.py as ``python bench/coldstart_child.py FUNCTION EVENT_FILE``
-(or ``baseline``: import boto3 and make one S3 ListBuckets call). Run as a script, not with
-``-m``, so that neither the repository root nor the ``bench`` package is on ``sys.path``: the
-function sees what Lambda gives it (its own directory, then the layer). Timing starts before
-the first import the function itself causes, so the interpreter's own start-up (the same for
-every target) is excluded.
+Puts DIR... first on ``sys.path`` (as Lambda puts /var/task, then /opt/python, then the runtime's
+boto3), imports ``app`` and handles the event once, like the Lambda runtime with
+``Handler: app.lambda_handler``. TARGET ``baseline`` imports boto3 and makes one S3 ListBuckets
+call instead. Exits non-zero when the invocation did not do its job. Run as a script with
+``-S -P``: nothing of the checkout or the virtualenv is importable by accident.
 
-Prints one line ``COLDSTART_RESULT {json}`` on stdout (the handler's own logs go there too):
-``import_s``, ``invoke_s``, ``total_s``, ``status`` (or the direct invocation's ``response``)
-and ``peak_rss_mib`` (the process's peak resident set). Writes ``COLDSTART_BEGIN`` to stderr
-first, so that a ``-X importtime`` trace can be cut to what the target imported.
+Writes ``COLDSTART_BEGIN`` to stderr first (a ``-X importtime`` trace is cut there: what comes
+before is the interpreter's own start-up) and ``peak_rss_kib N`` last.
 """
 
-from __future__ import annotations
-
-import time
-
-_started = time.perf_counter()
-
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-# COLDSTART_REPO_ROOT: measure the functions of another checkout (before/after comparisons).
-REPO_ROOT = Path(os.environ.get("COLDSTART_REPO_ROOT") or Path(__file__).resolve().parents[1])
-RESULT_PREFIX = "COLDSTART_RESULT "
-BEGIN_MARKER = "COLDSTART_BEGIN"
+import importlib
+import json
+import os
+import sys
+from typing import Any
 
 
-class _Context:
-    function_name = "bench"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    memory_limit_in_mb = 1024
-    aws_request_id = "bench-request"
-    log_group_name = "/aws/lambda/bench"
-    log_stream_name = "bench"
+def invoke(target: str, event_file: str) -> None:
+    if target == "baseline":
+        import boto3
 
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+        boto3.client("s3").list_buckets()
+        return
+    os.environ["POWERTOOLS_SERVICE_NAME"] = target
+    # The function's own app.py, found first on sys.path as on Lambda (typed loosely: which
+    # function's it is depends on the argument).
+    app: Any = importlib.import_module("app")
 
-
-def _extra_path() -> list[str]:
-    """``COLDSTART_PATH``: a Lambda-like sys.path after the function's directory (the layer,
-    the runtime's boto3), used with ``python -S``; unset, the virtualenv's site-packages."""
-    raw = os.environ.get("COLDSTART_PATH", "")
-    return [entry for entry in raw.split(os.pathsep) if entry]
-
-
-def _baseline() -> dict[str, Any]:
-    sys.path[:0] = _extra_path()
-    import boto3
-
-    imported = time.perf_counter()
-    boto3.client("s3").list_buckets()
-    return {"import_s": imported - _started, "invoke_s": time.perf_counter() - imported}
+    context = _fake_context(target)  # after the import: what it imports is not the function's
+    with open(event_file, encoding="utf-8") as file:
+        response = app.lambda_handler(json.load(file), context)
+    if "statusCode" in response:  # API functions
+        if not 200 <= int(response["statusCode"]) < 300:
+            sys.exit(f"{target} answered {response['statusCode']}: {response.get('body')}")
+    elif target == "ingest_job" and set(response.get("outcomes") or ()) != {"written"}:
+        sys.exit(f"ingest_job did not write the job: {response}")
+    elif target == "migrate" and not response.get("current"):
+        sys.exit(f"migrate reported no revision: {response}")
 
 
-def _function(name: str, event_file: str) -> dict[str, Any]:
-    function_dir = REPO_ROOT / "functions" / name
-    # Lambda: the function's directory first, then the layer (/opt/python).
-    sys.path[:0] = [str(function_dir), *(_extra_path() or [str(REPO_ROOT / "layers" / "shared")])]
-    spec = importlib.util.spec_from_file_location(f"{name}_app", function_dir / "app.py")
+def _fake_context(function_name: str) -> object:
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "devtools", "lambda_context.py")
+    spec = importlib.util.spec_from_file_location("lambda_context", path)
     assert spec is not None
     assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    module = sys.modules["lambda_context"] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    imported = time.perf_counter()
-    event = json.loads(Path(event_file).read_text(encoding="utf-8"))
-    response = module.lambda_handler(event, _Context())
-    invoked = time.perf_counter()
-    result: dict[str, Any] = {"import_s": imported - _started, "invoke_s": invoked - imported}
-    if isinstance(response, dict) and "statusCode" in response:
-        result["status"] = response["statusCode"]
-    else:  # direct invocations (S3 events, migrations) answer a small summary
-        result["response"] = response
-    return result
+    return module.FakeLambdaContext(function_name=function_name, remaining_ms=60_000)
 
 
-def _peak_rss_kib() -> int:
-    """This process's peak resident set. Not ``ru_maxrss``: Linux carries it over from the
-    parent across fork + exec, so every child would report at least the parent's peak."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-
-
-def main() -> None:
-    print(BEGIN_MARKER, file=sys.stderr, flush=True)
-    target = sys.argv[1]
-    result = _baseline() if target == "baseline" else _function(target, sys.argv[2])
-    result["total_s"] = result["import_s"] + result["invoke_s"]
-    result["peak_rss_mib"] = _peak_rss_kib() / 1024
-    sys.stdout.flush()
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+def peak_rss_kib() -> int:
+    """VmHWM, not ``ru_maxrss``: Linux carries that over from the parent across fork + exec."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 
 if __name__ == "__main__":
-    main()
+    print("COLDSTART_BEGIN", file=sys.stderr, flush=True)
+    target, event_file, *directories = sys.argv[1:]
+    sys.path[:0] = directories
+    invoke(target, event_file)
+    print(f"peak_rss_kib {peak_rss_kib()}", file=sys.stderr)

@@ -369,13 +369,11 @@ def coldstart_rows(result: Mapping[str, Any]) -> list[Row]:
     goal = f"<= {result.get('goal_ratio', 1.5)}x"
     for target, row in (result.get("summary") or {}).items():
         value = (
-            f"{_fmt(row.get('median_total_s'), '.3f')} s"
-            f" ({_fmt(row.get('ratio_to_baseline'), '.2f')}x)"
+            f"{_fmt(row.get('median_s'), '.3f')} s ({_fmt(row.get('ratio_to_baseline'), '.2f')}x),"
+            f" CPU {_fmt(row.get('median_cpu_s'), '.3f')} s"
+            f" ({_fmt(row.get('cpu_ratio_to_baseline'), '.2f')}x)"
         )
         out.append(("cold start", target, value, "" if target == "baseline" else goal))
-    if result.get("code_dirs"):  # which code the functions ran: read-only with .pyc, or not
-        out.append(("cold start", "code directories", str(result["code_dirs"]), ""))
-    for target, row in (result.get("summary") or {}).items():
         peak = _fmt(row.get("peak_rss_mib"), ".0f", " MiB")
         out.append(("memory", f"cold start {target}: process peak RSS", peak, ""))
     return out

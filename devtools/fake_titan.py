@@ -44,16 +44,15 @@ from typing import Any
 from urllib.parse import unquote
 
 try:
+    from flex_shared import titan
     from flex_shared.chunking import estimate_tokens
     from flex_shared.embeddings import LocalEmbedder
 except ModuleNotFoundError:  # run from the repo root without the layer on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "shared"))
+    from flex_shared import titan
     from flex_shared.chunking import estimate_tokens
     from flex_shared.embeddings import LocalEmbedder
 
-TITAN_V2_MODEL_ID = "amazon.titan-embed-text-v2:0"
-MAX_INPUT_CHARS = 50_000
-MAX_INPUT_TOKENS = 8_192
 CONNECTION_RESET = "connection_reset"
 """Pseudo error: close the connection without answering (botocore: ConnectionClosedError)."""
 
@@ -292,21 +291,21 @@ class FakeTitan:
             raise _FakeError(
                 "ValidationException", "Malformed input request: expected minLength: 1, actual: 0"
             )
-        if len(text) > MAX_INPUT_CHARS:
+        if len(text) > titan.TITAN_MAX_INPUT_CHARS:
             raise _FakeError(
                 "ValidationException",
-                f"Malformed input request: expected maxLength: {MAX_INPUT_CHARS},"
+                f"Malformed input request: expected maxLength: {titan.TITAN_MAX_INPUT_CHARS},"
                 f" actual: {len(text)}",
             )
         tokens = max(1, estimate_tokens(text))
-        if tokens > MAX_INPUT_TOKENS:
+        if tokens > titan.TITAN_MAX_INPUT_TOKENS:
             raise _FakeError(
                 "ValidationException",
-                f"400 Bad Request: Too many input tokens. Max input tokens: {MAX_INPUT_TOKENS},"
-                f" request input token count: {tokens}",
+                "400 Bad Request: Too many input tokens. Max input tokens:"
+                f" {titan.TITAN_MAX_INPUT_TOKENS}, request input token count: {tokens}",
             )
         dimensions = body.get("dimensions", 1024)
-        if dimensions not in (256, 512, 1024) or isinstance(dimensions, bool):
+        if dimensions not in titan.TITAN_V2_DIMENSIONS or isinstance(dimensions, bool):
             raise _FakeError(
                 "ValidationException",
                 f"Malformed input request: #/dimensions: {dimensions} is not a valid enum value",

@@ -31,6 +31,16 @@ define lambda_check_tools
 		|| { echo "$(LLVM_STRIP) not found: install llvm (apt-get install llvm) or set LLVM_STRIP" >&2; exit 1; }
 endef
 
+# $(call lambda_copy_code,SOURCE_DIR,DIR): a function's code as Lambda imports it from /var/task:
+# app.py (the handler template.yaml names) and the function's package beside it (every directory
+# holding an __init__.py: flex_search/, flex_ingest/, ...); lambda_finish drops stray caches.
+define lambda_copy_code
+	cp $(1)/*.py $(2)/
+	for init in $(1)/*/__init__.py; do \
+		test ! -f "$$init" || cp -R "$$(dirname "$$init")" $(2)/ || exit 1; \
+	done
+endef
+
 # $(call lambda_finish,DIR,RUNTIME_DIR): strip extensions' debug info, drop pip's console
 # scripts and stray caches, then compile every module under DIR. -s/-p record the path the
 # code has on Lambda (RUNTIME_DIR) in the bytecode instead of this machine's build path, so the

@@ -1,28 +1,39 @@
-"""Point the shared layer at a database for a while (tests, benchmarks, the local runner)."""
+"""Point the shared layer at other settings for a while (tests, benchmarks, the local runner)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from flex_shared import config, db
+from flex_shared.embeddings import reset_embedder
 
 
 @contextmanager
-def layer_configured(database_url: str) -> Iterator[None]:
-    """Set ``DATABASE_URL`` to ``database_url`` and rebuild the layer's settings and engine;
-    restore both afterwards."""
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = database_url
-    config.reset_settings()
-    db.reset_engine()
+def layer_environment(**variables: str) -> Iterator[None]:
+    """Set the environment ``variables`` and rebuild the layer's settings, engine and embedder
+    from them; restore all of it afterwards."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    _forget_layer_state()
     try:
         yield
     finally:
-        db.reset_engine()
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
-        config.reset_settings()
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _forget_layer_state()
+
+
+def layer_configured(database_url: str) -> AbstractContextManager[None]:
+    """The layer on ``database_url`` (``DATABASE_URL``) for a while."""
+    return layer_environment(DATABASE_URL=database_url)
+
+
+def _forget_layer_state() -> None:
+    config.reset_settings()
+    db.reset_engine()
+    reset_embedder()

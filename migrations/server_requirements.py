@@ -2,7 +2,7 @@
 
 - PostgreSQL 15 or newer (what RDS and Aurora offer today; the SQL here uses nothing newer).
 - pgvector 0.8 or newer: filtered and re-uploaded searches rely on its iterative index scans
-  (``hnsw.iterative_scan``). RDS ships 0.8 with PostgreSQL 15.10, 16.6, 17.2 and later.
+  (``hnsw.iterative_scan``). RDS for PostgreSQL ships 0.8 from 15.9, 16.5 and 17.1 on.
 
 :func:`require_supported_server` installs the extension (at the newest version the server
 offers) or updates an older one in place when the server offers 0.8; otherwise it raises
@@ -61,8 +61,8 @@ def require_supported_server(connection: Connection) -> str:
         raise UnsupportedServer(
             f"pgvector {REQUIRED_PGVECTOR} or newer is required, installed:"
             f" {installed or 'none'}, the server offers at most {newest or 'none'}:"
-            " move to a database engine version that ships pgvector 0.8 (RDS/Aurora PostgreSQL"
-            " 15.10, 16.6, 17.2 or later), then run ALTER EXTENSION vector UPDATE"
+            " move to a database engine version that ships pgvector 0.8 (RDS for PostgreSQL"
+            " 15.9, 16.5, 17.1 or later), then run ALTER EXTENSION vector UPDATE"
         )
     if installed is not None and _version(installed) >= MIN_PGVECTOR:
         return str(installed)

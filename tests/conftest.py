@@ -42,6 +42,7 @@ from devtools import embedded_postgres  # noqa: E402
 from devtools import functions as devtools_functions  # noqa: E402
 from devtools.layer_env import layer_configured as configured_database  # noqa: E402
 from flex_shared import db  # noqa: E402
+from flex_shared.database_url import parse_database_url  # noqa: E402
 
 ALL_TABLES = ("interview_results", "interview_sessions", "questions", "job_chunks", "jobs")
 
@@ -61,7 +62,7 @@ def _admin_url() -> str:
 def fresh_database() -> Iterator[str]:
     """Create an empty database on the test server; yield its URL; drop it afterwards."""
     admin_raw = _admin_url()
-    admin_url, connect_args = db.parse_database_url(admin_raw)
+    admin_url, connect_args = parse_database_url(admin_raw)
     name = f"flex_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, connect_args=connect_args, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -14,12 +14,11 @@ from hypothesis import strategies as st
 from flex_shared.chunking import (
     DEFAULT_OVERLAP_TOKENS,
     DEFAULT_TARGET_TOKENS,
-    TITAN_MAX_CHARS,
-    TITAN_MAX_TOKENS,
     chunk_spans,
     chunk_text,
     estimate_tokens,
 )
+from flex_shared.titan import TITAN_MAX_INPUT_CHARS, TITAN_MAX_INPUT_TOKENS
 
 SAMPLES = Path(__file__).resolve().parents[1] / "devtools" / "samples"
 # The UTF-8 English .md and Korean .txt job descriptions at the top of devtools/samples.
@@ -71,7 +70,7 @@ def assert_valid_chunking(text: str, target: int, overlap: int, max_chars: int) 
 def test_any_text_is_chunked_within_limits_losing_nothing(
     text: str, target: int, overlap_share: float
 ):
-    assert_valid_chunking(text, target, int(target * overlap_share), TITAN_MAX_CHARS)
+    assert_valid_chunking(text, target, int(target * overlap_share), TITAN_MAX_INPUT_CHARS)
 
 
 @settings(max_examples=100, deadline=None)
@@ -93,8 +92,10 @@ def test_one_enormous_sentence_is_hard_split_within_titans_limits(huge: str):
     chunks = chunk_text(huge)
     assert len(chunks) > 1
     assert all(estimate_tokens(chunk) <= DEFAULT_TARGET_TOKENS for chunk in chunks)
-    assert max(map(len, chunks)) <= TITAN_MAX_CHARS
-    assert_valid_chunking(huge, DEFAULT_TARGET_TOKENS, DEFAULT_OVERLAP_TOKENS, TITAN_MAX_CHARS)
+    assert max(map(len, chunks)) <= TITAN_MAX_INPUT_CHARS
+    assert_valid_chunking(
+        huge, DEFAULT_TARGET_TOKENS, DEFAULT_OVERLAP_TOKENS, TITAN_MAX_INPUT_CHARS
+    )
 
 
 def test_empty_and_blank_texts_give_no_chunks():
@@ -109,7 +110,7 @@ def test_a_short_description_is_one_chunk():
 
 
 @pytest.mark.parametrize(
-    ("target", "overlap"), [(0, 0), (TITAN_MAX_TOKENS + 1, 0), (300, 300), (300, -1)]
+    ("target", "overlap"), [(0, 0), (TITAN_MAX_INPUT_TOKENS + 1, 0), (300, 300), (300, -1)]
 )
 def test_impossible_settings_are_refused(target: int, overlap: int):
     with pytest.raises(ValueError, match="tokens"):

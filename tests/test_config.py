@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from flex_shared.config import ConfigError, load_settings
-from flex_shared.db import parse_database_url
+from flex_shared.config import load_settings
+from flex_shared.database_url import parse_database_url
+from flex_shared.errors import ConfigError
 from tests.conftest import REPO_ROOT
 
 URL = {"DATABASE_URL": "postgresql://admin:password@db.example.com:5432/flexdb"}

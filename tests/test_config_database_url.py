@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from flex_shared.config import ConfigError, load_settings
+from flex_shared.config import load_settings
+from flex_shared.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from flex_shared import db
-from flex_shared.config import ConfigError, load_settings
+from flex_shared.config import load_settings
+from flex_shared.errors import ConfigError
 
 IAM_ENV = {
     "DB_HOST": "flex-proxy.proxy-abc123.us-east-1.rds.amazonaws.com",
@@ -220,10 +221,11 @@ def test_no_session_level_set_reaches_the_server(db_engine: Engine) -> None:
         db.reset_engine()  # a new engine sees the connect-time statements too
         engine = db.get_engine()
         event.listen(engine, "before_cursor_execute", _record)
-        # When a transaction sets ef_search the only way this project does it
-        with db.transaction() as session:
-            db.set_local(session, {"hnsw.ef_search": 123})
-            inside = session.execute(text("SHOW hnsw.ef_search")).scalar_one()
+        # When a transaction sets ef_search the only way this project does it, on the path
+        # every Lambda takes (a Core connection, one transaction)
+        with db.connection_transaction() as connection:
+            db.set_local(connection, {"hnsw.ef_search": 123})
+            inside = connection.execute(text("SHOW hnsw.ef_search")).scalar_one()
         with engine.connect() as connection:
             after = connection.execute(text("SHOW hnsw.ef_search")).scalar_one()
     finally:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from devtools.fake_titan import CONNECTION_RESET, FakeTitan, serve_in_subprocess
+from devtools.fake_titan import CONNECTION_RESET, FakeTitan
 from flex_shared import config
 from flex_shared.embeddings import (
     EmbeddingInputError,
@@ -262,20 +262,3 @@ def test_access_denied_is_not_retried(fake: FakeTitan, bedrock_client: Any):
 def test_an_empty_batch_makes_no_call(fake: FakeTitan, bedrock_client: Any):
     assert make_embedder(bedrock_client).embed_documents([]) == []
     assert fake.calls == 0
-
-
-def test_the_fake_runs_as_its_own_process_for_benchmarks_and_the_local_runner(
-    monkeypatch: pytest.MonkeyPatch,
-):
-    # given `python -m devtools.fake_titan` started in its own process, throttling 1 in 2 calls
-    with serve_in_subprocess(throttle_rate=0.5, seed=3) as endpoint:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", endpoint)
-        embedder = TitanEmbedder(retry=RetryPolicy(max_attempts=20, base_delay=0.01))
-
-        # when texts are embedded through boto3
-        vectors = embedder.embed_documents(["Python", "파이썬", "Go"])
-
-    # then the answers are the deterministic local-hash-v1 vectors, throttles retried away
-    local = FakeTitan()
-    assert vectors == [local.expected_embedding(t) for t in ("Python", "파이썬", "Go")]
-    assert embedder.usage.retries > 0

@@ -20,8 +20,8 @@ import pytest
 @pytest.fixture
 def ingest_modules(load_function: Callable[[str], ModuleType]) -> dict[str, ModuleType]:
     load_function("ingest_job")  # puts the function's directory on sys.path, as Lambda does
-    names = ("ingest_job_events", "ingest_job_extract", "ingest_job_documents")
-    return {name.removeprefix("ingest_job_"): importlib.import_module(name) for name in names}
+    names = ("events", "extract", "documents", "rejections")
+    return {name: importlib.import_module(f"flex_ingest.{name}") for name in names}
 
 
 def _record(key: str, event_name: str = "ObjectCreated:Put", **obj: Any) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def test_undecodable_text_is_rejected_never_guessed(
 ) -> None:
     extract = ingest_modules["extract"]
 
-    with pytest.raises(extract.RejectedObject) as rejected:
+    with pytest.raises(ingest_modules["rejections"].RejectedObject) as rejected:
         extract.decode_text(data)
 
     assert rejected.value.reason.value == "undecodable", label
@@ -152,7 +152,7 @@ def test_guessed_title_is_cut_but_a_given_one_is_not(ingest_modules: dict[str, M
     job = extract.extract_job("jobs/1/a.txt", long_line.encode(), {})
 
     assert len(job.title) == extract.TITLE_MAX_CHARS
-    with pytest.raises(extract.RejectedObject, match="invalid_title"):
+    with pytest.raises(ingest_modules["rejections"].RejectedObject, match="invalid_title"):
         extract.extract_job("jobs/1/a.txt", b"body", {"title": long_line})
 
 
@@ -188,7 +188,7 @@ def test_hostile_or_broken_docx_is_rejected_as_corrupt(
 ) -> None:
     extract = ingest_modules["extract"]
 
-    with pytest.raises(extract.RejectedObject) as rejected:
+    with pytest.raises(ingest_modules["rejections"].RejectedObject) as rejected:
         extract.extract_job("jobs/1/a.docx", _docx(document), {})
 
     assert rejected.value.reason.value == "corrupt"
@@ -201,7 +201,7 @@ def test_docx_that_expands_beyond_the_limit_is_rejected(
     monkeypatch.setattr(documents, "_DOCX_MAX_XML_BYTES", 10_000)
     body = "<w:p><w:r><w:t>" + "a" * 20_000 + "</w:t></w:r></w:p>"
 
-    with pytest.raises(extract.RejectedObject, match="too_large"):
+    with pytest.raises(ingest_modules["rejections"].RejectedObject, match="too_large"):
         extract.extract_job(
             "jobs/1/a.docx", _docx(f"<w:document {W}><w:body>{body}</w:body></w:document>"), {}
         )
@@ -213,7 +213,7 @@ def test_docx_without_main_part_is_corrupt(ingest_modules: dict[str, ModuleType]
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("word/other.xml", "<x/>")
 
-    with pytest.raises(extract.RejectedObject, match="corrupt"):
+    with pytest.raises(ingest_modules["rejections"].RejectedObject, match="corrupt"):
         extract.extract_job("jobs/1/a.docx", buffer.getvalue(), {})
 
 
@@ -235,7 +235,7 @@ def test_html_hidden_parts_and_blocks(ingest_modules: dict[str, ModuleType]) -> 
 def test_html_with_only_invisible_content_is_empty(ingest_modules: dict[str, ModuleType]) -> None:
     extract = ingest_modules["extract"]
 
-    with pytest.raises(extract.RejectedObject, match="empty"):
+    with pytest.raises(ingest_modules["rejections"].RejectedObject, match="empty"):
         extract.extract_job(
             "jobs/1/a.html", b"<html><head><title>t</title></head><script>x</script></html>", {}
         )
@@ -243,7 +243,8 @@ def test_html_with_only_invisible_content_is_empty(ingest_modules: dict[str, Mod
 
 @pytest.mark.parametrize("value", ["ten", "0", "-5", str(2 * 1024**3)])
 def test_bad_object_size_limit_fails_at_start_naming_the_variable(value: str) -> None:
-    from flex_shared.config import ConfigError, load_settings
+    from flex_shared.config import load_settings
+    from flex_shared.errors import ConfigError
 
     with pytest.raises(ConfigError, match="INGEST_MAX_OBJECT_BYTES"):
         load_settings({"DATABASE_URL": "postgresql://u@h/db", "INGEST_MAX_OBJECT_BYTES": value})

@@ -13,7 +13,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,6 +26,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from devtools.lambda_context import FakeLambdaContext
+from devtools.local.s3 import build_s3_event
+from devtools.local.template import Bucket
 from flex_shared import config
 from flex_shared.chunking import chunk_text
 from flex_shared.embeddings import EmbeddingUnavailable, get_embedder
@@ -45,7 +47,7 @@ KOREAN_JOB = (
 
 
 def sibling(name: str) -> ModuleType:
-    """A sibling module of the function's app.py (importable once ``load_function`` ran)."""
+    """A module of the function's package (importable once ``load_function`` ran)."""
     return importlib.import_module(name)
 
 
@@ -58,7 +60,6 @@ class Ingest:
     engine: Engine
     log: io.StringIO
     _sequence: int = 0x0067D3F5AD8A1C0000
-    request_ids: list[str] = field(default_factory=list)
 
     def next_sequencer(self) -> str:
         self._sequence += 0x100
@@ -73,32 +74,24 @@ class Ingest:
         self,
         event_name: str,
         key: str,
-        sequencer: str | None,
+        sequencer: str,
         *,
         size: int | None = None,
         version_id: str | None = None,
-        request_id: str | None = None,
     ) -> dict[str, Any]:
-        from urllib.parse import quote_plus
-
-        obj: dict[str, Any] = {"key": quote_plus(key, safe="/")}
-        if size is not None:
-            obj["size"] = size
-        if version_id is not None:
-            obj["versionId"] = version_id
-        if sequencer is not None:
-            obj["sequencer"] = sequencer
-        request_id = request_id or f"REQ{len(self.request_ids):013X}"
-        self.request_ids.append(request_id)
-        return {
-            "eventVersion": "2.1",
-            "eventSource": "aws:s3",
-            "awsRegion": "us-east-1",
-            "eventTime": "2025-03-14T09:26:53.589Z",
-            "eventName": event_name,
-            "responseElements": {"x-amz-request-id": request_id, "x-amz-id-2": "host"},
-            "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": BUCKET}, "object": obj},
-        }
+        """One notification record, as S3 sends it."""
+        bucket = Bucket("JobsBucket", BUCKET, versioned=False)
+        event = build_s3_event(
+            bucket,
+            event_name,
+            key,
+            sequencer=sequencer,
+            configuration_id="ingest",
+            size=size,
+            version_id=version_id,
+        )
+        record: dict[str, Any] = event["Records"][0]
+        return record
 
     def invoke(self, *records: dict[str, Any]) -> dict[str, Any]:
         return self.invoke_event({"Records": list(records)})
@@ -152,18 +145,18 @@ class Ingest:
 @pytest.fixture
 def ingest(load_function: Callable[[str], ModuleType], db_engine: Engine) -> Iterator[Ingest]:
     app = load_function("ingest_job")
-    ingest_job_source = sibling("ingest_job_source")
+    s3_source = sibling("flex_ingest.source")
     buffer = io.StringIO()
-    handler = app.logger.registered_handler
+    handler = sibling("flex_ingest.handler").logger.registered_handler
     previous_stream = handler.setStream(buffer)
     with mock_aws():
-        ingest_job_source.reset_s3_client()
+        s3_source.reset_s3_client()
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
         try:
             yield Ingest(app=app, s3=s3, engine=db_engine, log=buffer)
         finally:
-            ingest_job_source.reset_s3_client()
+            s3_source.reset_s3_client()
             handler.setStream(previous_stream)
 
 
@@ -202,9 +195,9 @@ class CountingEmbedder:
 
 @pytest.fixture
 def counting_embedder(monkeypatch: pytest.MonkeyPatch, ingest: Ingest) -> CountingEmbedder:
-    ingest_job_service = sibling("ingest_job_service")
+    service = sibling("flex_ingest.service")
     embedder = CountingEmbedder()
-    monkeypatch.setattr(ingest_job_service, "get_embedder", lambda: embedder)
+    monkeypatch.setattr(service, "get_embedder", lambda: embedder)
     return embedder
 
 
@@ -623,22 +616,20 @@ def test_deleting_an_old_version_keeps_the_current_job(ingest: Ingest) -> None:
 def test_concurrent_deliveries_of_one_key_make_one_job_with_whole_chunks(
     ingest: Ingest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ingest_job_events = sibling("ingest_job_events")
-    ingest_job_service = sibling("ingest_job_service")
+    events = sibling("flex_ingest.events")
+    service = sibling("flex_ingest.service")
 
     # Slow embedding so that both deliveries are past planning before either writes.
     embedder = CountingEmbedder(delay=0.3)
-    monkeypatch.setattr(ingest_job_service, "get_embedder", lambda: embedder)
+    monkeypatch.setattr(service, "get_embedder", lambda: embedder)
     description = "\n\n".join(f"Paragraph {n}. " + "Details. " * 40 for n in range(6))
     sequencer = ingest.put("jobs/1/dev.txt", "Concurrent\n\n" + description)
-    change = ingest_job_events.parse_record(
-        ingest.record("ObjectCreated:Put", "jobs/1/dev.txt", sequencer)
-    )
-    assert isinstance(change, ingest_job_events.ObjectChange)
+    change = events.parse_record(ingest.record("ObjectCreated:Put", "jobs/1/dev.txt", sequencer))
+    assert isinstance(change, events.ObjectChange)
     outcomes: list[str] = []
 
     def deliver() -> None:
-        outcomes.append(ingest_job_service.process_change(change, None).outcome)
+        outcomes.append(service.process_change(change, None).outcome)
 
     threads = [threading.Thread(target=deliver) for _ in range(3)]
     for thread in threads:
@@ -830,10 +821,10 @@ def test_object_over_the_size_limit_is_rejected_before_download(
 def test_transient_failure_raises_after_the_other_records_and_the_retry_completes(
     ingest: Ingest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ingest_job_service = sibling("ingest_job_service")
+    service = sibling("flex_ingest.service")
     throttled = {"on": True}
     embedder = CountingEmbedder(fail_when=lambda t: throttled["on"] and "Throttled" in t)
-    monkeypatch.setattr(ingest_job_service, "get_embedder", lambda: embedder)
+    monkeypatch.setattr(service, "get_embedder", lambda: embedder)
     records = [
         ingest.record(
             "ObjectCreated:Put", "jobs/1/a.txt", ingest.put("jobs/1/a.txt", "Throttled\n\nx")
@@ -916,24 +907,21 @@ def test_delete_applied_between_plan_and_write_makes_the_upload_embed_again(
     ingest: Ingest, counting_embedder: CountingEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a live job, and an upload of the same content (sequencer 3) whose plan sees it live
-    ingest_job_service = sibling("ingest_job_service")
-    ingest_job_events = sibling("ingest_job_events")
-    ingest_job_store = sibling("ingest_job_store")
+    service = sibling("flex_ingest.service")
+    events = sibling("flex_ingest.events")
     first = ingest.put("jobs/1/dev.txt", "Dev\n\ntext")
     ingest.invoke(ingest.record("ObjectCreated:Put", "jobs/1/dev.txt", first))
     delete_sequencer, upload_sequencer = ingest.next_sequencer(), ingest.next_sequencer()
-    real_load_state = ingest_job_service.load_state
+    real_load_state = service.load_state
 
     def load_state_then_concurrent_delete(bucket: str, key: str) -> Any:
         state = real_load_state(bucket, key)
         # ... while an older delete (sequencer 2) lands before the upload writes.
-        removal = ingest_job_events.parse_record(
-            ingest.record("ObjectRemoved:Delete", key, delete_sequencer)
-        )
-        assert ingest_job_store.apply_removal(removal).result.value == "removed"
+        removal = events.parse_record(ingest.record("ObjectRemoved:Delete", key, delete_sequencer))
+        assert service.remove(removal).outcome.value == "removed"
         return state
 
-    monkeypatch.setattr(ingest_job_service, "load_state", load_state_then_concurrent_delete)
+    monkeypatch.setattr(service, "load_state", load_state_then_concurrent_delete)
 
     result = ingest.invoke(ingest.record("ObjectCreated:Put", "jobs/1/dev.txt", upload_sequencer))
 

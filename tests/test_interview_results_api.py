@@ -4,6 +4,7 @@ templates, and how every bad request is refused without changing anything."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
@@ -670,7 +671,8 @@ def captured_logs(api: Api) -> Iterator[io.StringIO]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(LambdaPowertoolsFormatter())
-    service_logger = logging.getLogger(api.module.logger.service)
+    handler_module = importlib.import_module("flex_interviews.handler")
+    service_logger = logging.getLogger(handler_module.logger.service)
     targets = [logging.getLogger(), service_logger]
     levels = [target.level for target in targets]
     for target in targets:

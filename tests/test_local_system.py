@@ -17,7 +17,7 @@ import pytest
 from devtools.local import s3 as local_s3
 from devtools.local.cli import main
 from devtools.local.demo import ApiClient, run_demo
-from devtools.local.openapi import generate, render, undocumented_routes
+from devtools.local.openapi import merged_document, render, undocumented_routes
 from devtools.local.runtime import FunctionRunner, local_overrides
 from devtools.local.s3 import MotoS3, NotificationBridge, create_bucket, s3_client
 from devtools.local.system import JobRow, LocalOptions, LocalSystem, list_jobs
@@ -302,14 +302,13 @@ def test_the_demo_passes(scratch_database: str) -> None:
 # --------------------------------------------------------------------- OpenAPI
 def test_committed_openapi_document_is_what_the_code_generates() -> None:
     runner = FunctionRunner(TEMPLATE, local_overrides("postgresql://local@127.0.0.1:1/x", None))
-    document = generate(TEMPLATE, runner)
     committed = (REPO_ROOT / "openapi.json").read_text(encoding="utf-8")
-    assert committed == render(document), "openapi.json is stale: run `make openapi`"
+    assert committed == render(merged_document(TEMPLATE, runner)), "stale: run `make openapi`"
 
 
 def test_openapi_document_covers_exactly_the_template_routes() -> None:
     runner = FunctionRunner(TEMPLATE, local_overrides("postgresql://local@127.0.0.1:1/x", None))
-    assert undocumented_routes(TEMPLATE, generate(TEMPLATE, runner)) == []
+    assert undocumented_routes(TEMPLATE, merged_document(TEMPLATE, runner)) == []
 
 
 def test_the_local_api_serves_the_openapi_document_and_an_offline_swagger_page(
@@ -323,4 +322,6 @@ def test_the_local_api_serves_the_openapi_document_and_an_offline_swagger_page(
     with urllib.request.urlopen(system.api.url + "/swagger", timeout=10) as page:
         html = page.read().decode()
     assert "SwaggerUIBundle" in html
+    assert '"/search"' in html  # the search function's routes
+    assert '"/interviews"' in html  # and the interview function's
     assert "https://" not in html.split("<script>")[0]  # no CDN assets in the head

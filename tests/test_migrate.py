@@ -12,6 +12,7 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -97,7 +98,8 @@ def cloudformation() -> Iterator[CloudFormationStandIn]:
 
 @pytest.fixture
 def migrate(load_function: Callable[[str], ModuleType]) -> ModuleType:
-    return load_function("migrate")
+    load_function("migrate")
+    return importlib.import_module("flex_migrate.handler")
 
 
 @pytest.fixture
@@ -131,10 +133,16 @@ def public_tables() -> set[str]:
         return set(rows)
 
 
+def migrate_module(name: str) -> ModuleType:
+    """A module of the function's package, e.g. ``service`` (once ``load_function`` ran)."""
+    return importlib.import_module(f"flex_migrate.{name}")
+
+
 def head_revision(migrate: ModuleType) -> str:
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(migrate._alembic_config()).get_current_head()
+    config = migrate_module("service")._alembic_config()
+    head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None
     return str(head)
 
@@ -165,9 +173,9 @@ def test_upgrade_again_is_a_no_op_and_downgrade_needs_an_explicit_revision(
     assert again["previous"] == head
     assert again["current"] == head
 
-    with pytest.raises(migrate.MigrationRequestError, match="explicit revision"):
+    with pytest.raises(migrate_module("service").MigrationRequestError, match="explicit revision"):
         migrate.lambda_handler({"action": "downgrade"}, migrate_context())
-    with pytest.raises(migrate.MigrationRequestError, match="not 'drop'"):
+    with pytest.raises(migrate_module("service").MigrationRequestError, match="not 'drop'"):
         migrate.lambda_handler({"action": "drop"}, migrate_context())
     assert public_tables() >= SEED_TABLES  # rejected requests changed nothing
 
@@ -187,19 +195,20 @@ def test_direct_invoke_fails_loudly_when_the_database_is_unreachable(
 def test_migrations_packaged_next_to_app_py_are_used_first(
     tmp_path: Path, database_url: str
 ) -> None:
-    # The layout `sam build` produces with functions/migrate/Makefile: app.py + migrations/.
+    # The layout `sam build` produces with functions/migrate/Makefile: app.py + flex_migrate/ +
+    # migrations/, imported from there (its directory first on sys.path, as /var/task is).
     task = tmp_path / "task"
     task.mkdir()
     shutil.copy(REPO_ROOT / "functions" / "migrate" / "app.py", task / "app.py")
+    shutil.copytree(REPO_ROOT / "functions" / "migrate" / "flex_migrate", task / "flex_migrate")
     shutil.copytree(REPO_ROOT / "migrations", task / "migrations")
-    module = _load_module(task / "app.py", "migrate_app_packaged")
-    try:
-        location = module._alembic_config().get_main_option("script_location")
+    with _cold_start(task) as module:
+        packaged = sys.modules["flex_migrate.service"]
+        assert Path(str(packaged.__file__)).parent == task / "flex_migrate"
+        location = packaged._alembic_config().get_main_option("script_location")
         assert Path(location) == task / "migrations"
         current = module.lambda_handler({"action": "current"}, migrate_context())
         assert current["current"] == current["head"]
-    finally:
-        sys.modules.pop("migrate_app_packaged", None)
 
 
 # ------------------------------------------------------------------ CloudFormation custom resource
@@ -284,7 +293,8 @@ def test_answers_failed_before_the_lambda_times_out_and_only_once(
     # Given another migration run holding the lock, and a Lambda with little time left
     lock_connection = db.get_engine().connect()
     lock_connection.execute(
-        text("SELECT pg_advisory_xact_lock(:key)"), {"key": migrate._MIGRATION_LOCK_KEY}
+        text("SELECT pg_advisory_xact_lock(:key)"),
+        {"key": migrate_module("store").MIGRATION_LOCK_KEY},
     )
     context = migrate_context(remaining_ms=int((migrate._ANSWER_MARGIN_SECONDS + 1) * 1000))
     event = cfn_event(cloudformation)
@@ -321,12 +331,9 @@ def test_bad_configuration_still_answers_cloudformation(
     config.reset_settings()
     db.reset_engine()
     try:
-        module = _load_module(
-            REPO_ROOT / "functions" / "migrate" / "app.py", "migrate_app_unconfigured"
-        )
-        module.lambda_handler(cfn_event(cloudformation), migrate_context())
+        with _cold_start(REPO_ROOT / "functions" / "migrate") as module:
+            module.lambda_handler(cfn_event(cloudformation), migrate_context())
     finally:
-        sys.modules.pop("migrate_app_unconfigured", None)
         monkeypatch.undo()
         config.reset_settings()
         db.reset_engine()
@@ -338,11 +345,26 @@ def test_bad_configuration_still_answers_cloudformation(
     assert os.environ.get("DATABASE_URL")  # restored for the other tests
 
 
-def _load_module(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+def _forget_modules(package: str) -> dict[str, ModuleType]:
+    """Take ``package`` and its modules out of ``sys.modules``; returns them."""
+    names = [name for name in sys.modules if name == package or name.startswith(f"{package}.")]
+    return {name: sys.modules.pop(name) for name in names}
+
+
+@contextmanager
+def _cold_start(task: Path) -> Iterator[ModuleType]:
+    """``task/app.py`` imported as in a new container: ``task`` first on ``sys.path`` and
+    flex_migrate imported afresh from it; the process's own modules are put back after."""
+    kept = _forget_modules("flex_migrate")
+    sys.path.insert(0, str(task))
+    try:
+        spec = importlib.util.spec_from_file_location("migrate_app_cold", task / "app.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(task))
+        _forget_modules("flex_migrate")
+        sys.modules.update(kept)

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from devtools import embedded_postgres
 from devtools.layer_env import layer_configured
-from flex_shared import db
+from flex_shared.database_url import parse_database_url
 from migrations.server_requirements import UnsupportedServer
 from tests.conftest import REPO_ROOT
 
@@ -63,7 +63,7 @@ def old_data_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def _engine(url: str) -> Engine:
-    parsed, connect_args = db.parse_database_url(url)
+    parsed, connect_args = parse_database_url(url)
     return create_engine(parsed, connect_args=connect_args, isolation_level="AUTOCOMMIT")
 
 

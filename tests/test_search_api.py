@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -45,7 +46,7 @@ RESULT_FIELDS = {
 @pytest.fixture
 def search_app(load_function: Callable[[str], ModuleType]) -> Iterator[ModuleType]:
     app = load_function("search")
-    embedding = __import__("search_embedding")
+    embedding = importlib.import_module("flex_search.query_embedding")
     embedding.QUERY_CACHE.clear()
     yield app
     embedding.QUERY_CACHE.clear()
@@ -368,7 +369,7 @@ class _CountingEmbedder:
 
 
 def test_embedding_failure_is_503_naming_the_embedding_service(search_app, jobs, monkeypatch):
-    embedding = __import__("search_embedding")
+    embedding = importlib.import_module("flex_search.query_embedding")
     monkeypatch.setattr(embedding, "get_embedder", _FailingEmbedder)
     status, answer = search(search_app, query="backend engineer")
     assert status == 503
@@ -379,7 +380,7 @@ def test_embedding_failure_is_503_naming_the_embedding_service(search_app, jobs,
 
 
 def test_repeated_queries_are_embedded_once_per_container(search_app, jobs, monkeypatch):
-    embedding = __import__("search_embedding")
+    embedding = importlib.import_module("flex_search.query_embedding")
     counting = _CountingEmbedder()
     monkeypatch.setattr(embedding, "get_embedder", lambda: counting)
 
@@ -391,7 +392,9 @@ def test_repeated_queries_are_embedded_once_per_container(search_app, jobs, monk
 
 
 def test_query_cache_evicts_the_least_recently_used():
-    cache = __import__("search_embedding").QueryEmbeddingCache(max_entries=2)
+    cache = importlib.import_module("flex_search.query_embedding").QueryEmbeddingCache(
+        max_entries=2
+    )
     cache.put("a", [1.0, 0.0])
     cache.put("b", [0.0, 1.0])
     assert cache.get("a") == Vector([1.0, 0.0]).to_text()  # "a" is now the most recent
@@ -451,7 +454,7 @@ def test_bedrock_throttling_answers_503_before_the_lambda_would_time_out(
     from devtools.fake_titan import FakeTitan
     from flex_shared.embeddings import RetryPolicy, TitanEmbedder
 
-    embedding = __import__("search_embedding")
+    embedding = importlib.import_module("flex_search.query_embedding")
     with FakeTitan() as fake:
         fake.fail_inputs_containing("", "ThrottlingException")
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", fake.endpoint_url)
@@ -477,10 +480,10 @@ def test_error_logs_carry_the_api_gateway_request_id(search_app, jobs, monkeypat
     # given the embedding service is down, and the handler's log captured
     import io
 
-    embedding = __import__("search_embedding")
+    embedding = importlib.import_module("flex_search.query_embedding")
     monkeypatch.setattr(embedding, "get_embedder", _FailingEmbedder)
     buffer = io.StringIO()
-    handler = search_app.logger.registered_handler
+    handler = importlib.import_module("flex_search.handler").logger.registered_handler
     previous_stream = handler.setStream(buffer)
     event = rest_event("POST", "/search", body={"query": "backend engineer"})
     event["requestContext"]["requestId"] = "c0ffee00-1234-4321-abcd-0123456789ab"

@@ -43,7 +43,7 @@ def corpus(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def search_module(load_function: Callable[[str], ModuleType]) -> tuple[ModuleType, ModuleType]:
     app = load_function("search")
-    return app, sys.modules["search_store"]
+    return app, sys.modules["flex_search.store"]
 
 
 def _query(number: int) -> str:
@@ -115,7 +115,7 @@ def test_a_selective_filter_walks_the_hnsw_index_and_skips_the_exact_scan(corpus
 )
 def test_the_cheaper_strategy_answers_each_filter(corpus, search_module, company, top_k, strategy):
     # At 100k rows the exact scan is cheaper up to ~3,000 matching rows for top_k 10 and
-    # ~8,000 for top_k 100 (measured; see search_store): 1% and 0.1% filters go exact, 30% to
+    # ~8,000 for top_k 100 (measured; see flex_search.store): 1% and 0.1% filters go exact, 30% to
     # the index, and an exact answer is the exact nearest rows
     _, store = search_module
     literal = _query(1)
@@ -140,7 +140,7 @@ def test_filtered_searches_return_top_k_nearest_through_the_api(
     # Given filters keeping 30%, 1% and 0.1% of 100k chunks, and a query
     app, _ = search_module
     literal = _query(company % 7 + top_k)
-    cache = sys.modules["search_embedding"].QUERY_CACHE
+    cache = sys.modules["flex_search.query_embedding"].QUERY_CACHE
     cache.put(f"query for company {company}", Vector.from_text(literal).to_list())
 
     # When searching through the handler
@@ -190,75 +190,69 @@ def test_the_default_ef_search_finds_the_nearest_at_the_maximum_top_k(corpus, se
 
 
 def test_when_the_scan_bound_is_reached_the_exact_scan_answers(corpus, search_module, monkeypatch):
-    # Given an iterative scan bounded to a few tuples beyond its first batch (the bound is
-    # approximate and never cuts the first batch of ef_search), and a 30% filter
+    # Given every filter sent to the index (threshold 0), an iterative scan bounded to a few
+    # tuples beyond its first batch of 10, and a filter keeping 100 chunks (0.1%): finding
+    # them all would mean walking most of the graph
     _, store = search_module
+    monkeypatch.setattr(store, "EXACT_SCAN_MIN_ROWS", 0)
+    monkeypatch.setattr(store, "EXACT_SCAN_COST_RATIO", 0.0)
     monkeypatch.setattr(store, "MAX_SCAN_TUPLES", 10)
     literal = _query(4)
 
-    # When 100 results are asked for (about 700 tuples would have to be visited)
+    # When all 100 are asked for
     outcome = _search(
         store,
         literal,
         top_k=100,
         ef_search=10,
-        chunk_filter=store.ChunkFilter(company_id=THIRTY_PERCENT),
+        chunk_filter=store.ChunkFilter(company_id=TENTH_PERCENT),
     )
 
     # Then the short index answer is redone exactly: complete, and the exact nearest
     assert outcome.strategy == "index_then_exact"
     assert [hit.chunk_id for hit in outcome.hits] == _exact_ids(
-        literal, 100, f"jc.company_id = {THIRTY_PERCENT}"
+        literal, 100, f"jc.company_id = {TENTH_PERCENT}"
     )
 
 
 @pytest.fixture
 def churned(corpus: Engine) -> Iterator[tuple[int, str]]:
-    """100 jobs (1,000 chunks) of the 30% company re-uploaded five times (delete, insert: each
-    time 1,000 new index entries and 1,000 dead ones), with autovacuum off so the dead versions
-    stay in the graph; yields the company and a query right on those chunks. Restored
-    afterwards."""
+    """50 jobs (500 chunks) of the 30% company re-uploaded four times (delete, insert: each time
+    500 new index entries and 500 dead ones), with autovacuum off so the dead versions stay in
+    the graph; yields the company and a query right on those chunks. The live rows are the same
+    vectors as before (under new ids), so the corpus stays valid for any test after this one."""
     company = THIRTY_PERCENT
     with corpus.begin() as connection:
         connection.execute(text("ALTER TABLE job_chunks SET (autovacuum_enabled = false)"))
         connection.execute(
             text(
-                "CREATE TABLE churn_saved AS"
-                " SELECT id, job_id, chunk_index, chunk_text, embedding, company_id"
+                "CREATE TEMP TABLE churned AS"
+                " SELECT job_id, chunk_index, chunk_text, embedding, company_id"
                 " FROM job_chunks WHERE job_id IN ("
-                "   SELECT id FROM jobs WHERE company_id = :c ORDER BY id LIMIT 100)"
+                "   SELECT id FROM jobs WHERE company_id = :c ORDER BY id LIMIT 50)"
             ),
             {"c": company},
         )
         target = connection.execute(
-            text("SELECT embedding::text FROM churn_saved ORDER BY id LIMIT 1")
+            text("SELECT embedding::text FROM churned ORDER BY job_id, chunk_index LIMIT 1")
         ).scalar_one()
-    churned_jobs = "job_id IN (SELECT job_id FROM churn_saved)"
-    for _ in range(5):
-        with corpus.begin() as connection:
-            connection.execute(text(f"DELETE FROM job_chunks WHERE {churned_jobs}"))
+        for _ in range(4):
+            connection.execute(
+                text("DELETE FROM job_chunks WHERE job_id IN (SELECT job_id FROM churned)")
+            )
             connection.execute(
                 text(
                     "INSERT INTO job_chunks (job_id, chunk_index, chunk_text, embedding,"
-                    " company_id) SELECT job_id, chunk_index, chunk_text, embedding, company_id"
-                    " FROM churn_saved"
+                    " company_id) SELECT * FROM churned"
                 )
             )
     yield company, str(target)
     with corpus.begin() as connection:
-        connection.execute(text(f"DELETE FROM job_chunks WHERE {churned_jobs}"))
-        connection.execute(
-            text(
-                "INSERT INTO job_chunks (id, job_id, chunk_index, chunk_text, embedding,"
-                " company_id) SELECT * FROM churn_saved"
-            )
-        )
-        connection.execute(text("DROP TABLE churn_saved"))
         connection.execute(text("ALTER TABLE job_chunks RESET (autovacuum_enabled)"))
 
 
 def test_heavy_reupload_churn_still_returns_top_k_live_chunks(churned, search_module):
-    # Given a company re-uploaded five times, its dead versions still in the HNSW graph
+    # Given jobs re-uploaded four times, their dead versions still in the HNSW graph
     company, literal = churned
     _, store = search_module
 

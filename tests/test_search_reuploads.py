@@ -40,7 +40,7 @@ def no_autovacuum(db_engine: Engine) -> Iterator[Engine]:
 @pytest.fixture
 def search_module(load_function: Callable[[str], ModuleType]) -> tuple[ModuleType, ModuleType]:
     app = load_function("search")
-    return app, sys.modules["search_store"]
+    return app, sys.modules["flex_search.store"]
 
 
 def _chunks(paragraphs: tuple[str, ...], company_id: int) -> list[JobChunk]:
@@ -80,7 +80,7 @@ def test_many_reuploads_still_return_top_k(no_autovacuum, db_session, search_mod
         db_session.commit()
 
     # When searching without a filter for ten chunks like the platform job's
-    cache = sys.modules["search_embedding"].QUERY_CACHE
+    cache = sys.modules["flex_search.query_embedding"].QUERY_CACHE
     literal = cache.put(QUERY, get_embedder().embed_query(QUERY))
     with Session(db.get_engine()) as session, session.begin():
         outcome = store.search_chunks(

@@ -275,7 +275,7 @@ def command_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- openapi
 def command_openapi(args: argparse.Namespace) -> int:
-    from .openapi import generate, render, undocumented_routes, write
+    from .openapi import merged_document, render, undocumented_routes, write
     from .runtime import FunctionRunner, local_overrides
     from .system import ensure_layers_importable
     from .template import load_template
@@ -286,7 +286,7 @@ def command_openapi(args: argparse.Namespace) -> int:
     runner = FunctionRunner(
         template, local_overrides("postgresql://local@127.0.0.1:1/not_connected", None)
     )
-    document = generate(template, runner)
+    document = merged_document(template, runner)
     for problem in undocumented_routes(template, document):
         _log(f"warning: {problem}")
     if args.check:

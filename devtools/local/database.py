@@ -49,7 +49,7 @@ def ensure_database(admin_url: str, name: str) -> str:
     """Create database ``name`` on the server if missing; return its URL."""
     from sqlalchemy import create_engine, text
 
-    from flex_shared.db import parse_database_url
+    from flex_shared.database_url import parse_database_url
 
     url, connect_args = parse_database_url(admin_url)
     engine = create_engine(url, connect_args=connect_args, isolation_level="AUTOCOMMIT")

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from devtools.functions import load_module
+from devtools.functions import forget_modules_under, load_module
 
 from .template import LOCAL_ACCOUNT_ID, LOCAL_REGION, Function, Template, TemplateError
 
@@ -148,17 +148,6 @@ class FunctionRunner:
         self._modules: dict[str, ModuleType] = {}
         self._log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self._active_database_url: str | None = None
-        self._forget_loaded_functions()
-
-    def _forget_loaded_functions(self) -> None:
-        """A new runner means new Lambda containers: handler modules (and the sibling modules
-        they import by bare name, which may cache clients of an earlier S3 endpoint) are
-        imported afresh on first use."""
-        code_dirs = [str(f.code_dir) + os.sep for f in self.template.functions.values()]
-        for name, module in list(sys.modules.items()):
-            path = getattr(module, "__file__", None) or ""
-            if any(path.startswith(directory) for directory in code_dirs):
-                del sys.modules[name]
 
     def environment(self, function: Function) -> dict[str, str]:
         """The function's environment: template, then env-vars file, then local overrides."""
@@ -226,8 +215,11 @@ class FunctionRunner:
                 f"{function.logical_id}: handler file {path} does not exist (Handler "
                 f"{function.handler!r}, CodeUri {function.code_dir.name}) — not written yet?"
             )
-        # Its own name: a test in the same process that loads the handler itself gets its own
-        # module (own logger, own caches), not the one configured for this runner.
+        # A new runner means new Lambda containers: the function's modules (its package too,
+        # which may cache clients of an earlier S3 endpoint) are imported afresh, in this
+        # function's environment. Its own name: a test in the same process that loads the
+        # handler itself gets its own modules (own logger, own caches) again.
+        forget_modules_under(function.code_dir)
         module_name = f"local_runner_{function.code_dir.name}_{path.stem}"
         module = load_module(module_name, path)
         self._modules[function.logical_id] = module

@@ -13,11 +13,15 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+from devtools.apigw import rest_event
+from devtools.lambda_context import FakeLambdaContext
+
 from .database import EmbeddedPostgres, ensure_database, migrate_to_head, usable_data_dir
-from .http_api import LocalApiServer
+from .http_api import LocalApiServer, parse_proxy_response
+from .openapi import ApiDocs, merged_document
 from .runtime import FunctionRunner, local_overrides
 from .s3 import MotoS3, NotificationBridge, create_bucket, s3_client
 from .samples import SampleUpload, find_samples, upload_samples
@@ -200,24 +204,23 @@ class LocalSystem:
         self.options.state_file.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
 
     # ------------------------------------------------------------------ documentation
-    _openapi_cache: str | None = None
-
-    def openapi_json(self) -> str:
-        from .openapi import generate, render
-
-        if self._openapi_cache is None:
-            assert self.runner is not None
-            self._openapi_cache = render(generate(self.template, self.runner))
-        return self._openapi_cache
+    _api_docs: ApiDocs | None = None
 
     def _documentation(self, target: str) -> tuple[int, str, bytes] | None:
+        """``/openapi.json`` and ``/swagger`` (``devtools.local.openapi.ApiDocs``)."""
+        if self._api_docs is None:
+            assert self.runner is not None
+            self._api_docs = ApiDocs(merged_document(self.template, self.runner))
         split = urlsplit(target)
-        wants_json = parse_qs(split.query).get("format") == ["json"]
-        if split.path == "/openapi.json" or (split.path == "/swagger" and wants_json):
-            return 200, "application/json", self.openapi_json().encode()
-        if split.path in ("/swagger", "/docs"):
-            return 200, "text/html; charset=utf-8", swagger_page(self.openapi_json()).encode()
-        return None
+        query = {name: values[-1] for name, values in parse_qs(split.query).items()}
+        event = rest_event("GET", split.path, query=query or None)
+        status, headers, body = parse_proxy_response(
+            self._api_docs.resolve(event, cast(Any, FakeLambdaContext(function_name="api-docs")))
+        )
+        if status == 404:
+            return None
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+        return status, content_type, body
 
     # ------------------------------------------------------------------ stop
     def stop(self) -> None:
@@ -262,21 +265,6 @@ def _dispose_engine() -> None:
     config.reset_settings()
 
 
-def swagger_page(spec_json: str) -> str:
-    """Swagger UI with the assets Powertools ships (no CDN: works offline)."""
-    from aws_lambda_powertools.event_handler.openapi import swagger_ui
-    from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
-
-    assets = Path(swagger_ui.__file__).parent
-    return generate_swagger_html(
-        spec_json,
-        (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
-        (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
-        swagger_base_url="",
-        oauth2_config=None,
-    )
-
-
 @dataclass(frozen=True)
 class JobRow:
     id: int
@@ -290,7 +278,7 @@ def list_jobs(database_url: str) -> list[JobRow]:
     """The jobs in search (not deleted), with their chunk counts."""
     from sqlalchemy import create_engine, text
 
-    from flex_shared.db import parse_database_url
+    from flex_shared.database_url import parse_database_url
 
     url, connect_args = parse_database_url(database_url)
     engine = create_engine(url, connect_args=connect_args)

@@ -23,7 +23,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -31,13 +30,6 @@ from .db import sqlstate
 from .errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 
 logger = Logger(child=True)
-
-
-class ApiModel(BaseModel):
-    """Base of request bodies: unknown fields are rejected rather than silently lost, and
-    NaN/Infinity are rejected (they are not JSON and cannot be answered back)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _NotStrictJson(ValueError):

@@ -14,10 +14,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .titan import TITAN_MAX_INPUT_CHARS, TITAN_MAX_INPUT_TOKENS
+
 DEFAULT_TARGET_TOKENS = 300
 DEFAULT_OVERLAP_TOKENS = 60
-TITAN_MAX_TOKENS = 8_192
-TITAN_MAX_CHARS = 50_000
 
 # Boundary strength *before* an atom; the packer prefers cutting at the strongest one.
 _SECTION = 4
@@ -238,15 +238,15 @@ def chunk_spans(
     *,
     target_tokens: int = DEFAULT_TARGET_TOKENS,
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
-    max_chars: int = TITAN_MAX_CHARS,
+    max_chars: int = TITAN_MAX_INPUT_CHARS,
 ) -> tuple[str, list[tuple[int, int]]]:
     """The normalised text and the ``(start, end)`` of each chunk in it (see :func:`chunk_text`)."""
-    if not 1 <= target_tokens <= TITAN_MAX_TOKENS:
-        raise ValueError(f"target_tokens must be between 1 and {TITAN_MAX_TOKENS}")
+    if not 1 <= target_tokens <= TITAN_MAX_INPUT_TOKENS:
+        raise ValueError(f"target_tokens must be between 1 and {TITAN_MAX_INPUT_TOKENS}")
     if not 0 <= overlap_tokens < target_tokens:
         raise ValueError("overlap_tokens must be at least 0 and less than target_tokens")
-    if not 1 <= max_chars <= TITAN_MAX_CHARS:
-        raise ValueError(f"max_chars must be between 1 and {TITAN_MAX_CHARS}")
+    if not 1 <= max_chars <= TITAN_MAX_INPUT_CHARS:
+        raise ValueError(f"max_chars must be between 1 and {TITAN_MAX_INPUT_CHARS}")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     atoms = _atoms(text, target_tokens, max_chars)
     if not atoms:
@@ -329,7 +329,7 @@ def chunk_text(
     *,
     target_tokens: int = DEFAULT_TARGET_TOKENS,
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
-    max_chars: int = TITAN_MAX_CHARS,
+    max_chars: int = TITAN_MAX_INPUT_CHARS,
 ) -> list[str]:
     """Split ``text`` into non-empty chunks of at most ``target_tokens`` estimated tokens and
     ``max_chars`` characters, in order, consecutive chunks sharing up to ``overlap_tokens``.
@@ -346,8 +346,6 @@ def chunk_text(
 __all__ = [
     "DEFAULT_OVERLAP_TOKENS",
     "DEFAULT_TARGET_TOKENS",
-    "TITAN_MAX_CHARS",
-    "TITAN_MAX_TOKENS",
     "chunk_spans",
     "chunk_text",
     "estimate_tokens",

@@ -13,10 +13,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from .database_url import parse_database_url
+from .errors import ConfigError
+from .titan import TITAN_V2_MODEL_ID
+
 SCHEMA_EMBEDDING_DIMENSIONS = 1024
 """The schema's ``job_chunks.embedding`` is ``vector(1024)``; any other size cannot be stored."""
 
-DEFAULT_EMBEDDING_MODEL_ID = "amazon.titan-embed-text-v2:0"
+DEFAULT_EMBEDDING_MODEL_ID = TITAN_V2_MODEL_ID
 DEFAULT_HNSW_EF_SEARCH = 150
 DEFAULT_DB_POOL_SIZE = 1
 DEFAULT_DB_MAX_OVERFLOW = 2
@@ -25,10 +29,6 @@ DEFAULT_INGEST_MAX_OBJECT_BYTES = 10 * 1024 * 1024
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-
-
-class ConfigError(RuntimeError):
-    """Missing, malformed or contradictory configuration. The message names the variable."""
 
 
 class Settings(BaseModel):
@@ -104,8 +104,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if secret_arn is not None:
             raise ConfigError("DATABASE_URL and DB_SECRET_ARN are both set: choose one")
         # Parse it now, so a bad host, port or parameter fails at start-up, not at first use.
-        from .db import parse_database_url  # db imports this module
-
         try:
             url, _ = parse_database_url(database_url)
             port = url.port

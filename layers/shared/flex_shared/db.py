@@ -11,22 +11,23 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DisconnectionError
 
-from .config import ConfigError, Settings, get_settings
+from .config import Settings, get_settings
+from .database_url import parse_database_url
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     # sqlalchemy.orm costs ~0.1 s of cold start: only functions that use the ORM import it.
     from sqlalchemy.orm import Session
 
-_SSL_OFF = {"disable", "allow", "prefer"}
 _SECRET_TTL_SECONDS = 300.0
 PING_AFTER_IDLE_SECONDS = 10.0
 """A pooled connection idle longer than this is pinged before use (the proxy or the network
@@ -35,54 +36,6 @@ round trip on every transaction of a busy container."""
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
-
-
-def parse_database_url(raw: str) -> tuple[URL, dict[str, Any]]:
-    """Turn a seed-style or libpq-style URL into a pg8000 URL plus its connect arguments.
-
-    Accepts ``postgresql://``, ``postgres://`` and ``postgresql+<driver>://``; a ``host``
-    query parameter naming a directory (``?host=/run/postgresql``) becomes pg8000's
-    ``unix_sock``; ``sslmode`` becomes an SSL context.
-    """
-    try:
-        url = make_url(raw)
-    except ArgumentError:
-        raise ConfigError("DATABASE_URL is not a valid URL") from None
-    if url.get_backend_name() not in ("postgresql", "postgres"):
-        raise ConfigError(f"DATABASE_URL must be a postgresql:// URL, got {url.drivername!r}")
-    url = url.set(drivername="postgresql+pg8000")
-    query = dict(url.query)
-    connect_args: dict[str, Any] = {}
-
-    host_param = query.pop("host", None)
-    if isinstance(host_param, tuple):
-        host_param = host_param[0]
-    if host_param:
-        if host_param.startswith("/"):
-            port = url.port or 5432
-            connect_args["unix_sock"] = f"{host_param.rstrip('/')}/.s.PGSQL.{port}"
-            url = url.set(host=None)
-        else:
-            url = url.set(host=host_param)
-
-    sslmode = query.pop("sslmode", None)
-    if sslmode and sslmode not in _SSL_OFF:
-        context = ssl.create_default_context()
-        if sslmode == "require":  # libpq semantics: encrypt, do not verify
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        connect_args["ssl_context"] = context
-
-    timeout = query.pop("connect_timeout", None)
-    if timeout:
-        connect_args["timeout"] = int(str(timeout))
-    app_name = query.pop("application_name", None)
-    if app_name:
-        connect_args["application_name"] = str(app_name)
-    if query:
-        names = ", ".join(sorted(query))
-        raise ConfigError(f"DATABASE_URL has unsupported query parameters: {names}")
-    return url.set(query={}), connect_args
 
 
 class _SecretCredentials:
@@ -237,15 +190,6 @@ def reset_engine() -> None:
 
 
 @contextmanager
-def transaction() -> Iterator[Session]:
-    """A session inside one transaction: committed on success, rolled back on error."""
-    from sqlalchemy.orm import Session
-
-    with Session(get_engine(), expire_on_commit=False) as session, session.begin():
-        yield session
-
-
-@contextmanager
 def connection_transaction() -> Iterator[Connection]:
     """A Core connection inside one transaction: committed on success, rolled back on error.
     For code that only runs SQL text: it never imports ``sqlalchemy.orm`` (a tenth of a
@@ -278,3 +222,10 @@ def set_local(connection: Connection | Session, settings: Mapping[str, str | int
         params[f"name{i}"] = name
         params[f"value{i}"] = str(value)
     connection.execute(text(f"SELECT {calls}"), params)
+
+
+def vector_literal(vector: Sequence[float]) -> str:
+    """pgvector's text form ``[x,y,...]``, for a bound ``CAST(:v AS vector)`` or a COPY row.
+    ``float.__repr__`` round-trips exactly, is shorter than a float32 round trip for the values
+    Titan returns, and fails loudly on anything that is not a float."""
+    return "[" + ",".join(map(float.__repr__, vector)) + "]"

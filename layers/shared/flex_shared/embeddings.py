@@ -32,12 +32,9 @@ from typing import Any, Protocol
 
 from .config import get_settings
 from .errors import DependencyUnavailable, InvalidInput
+from .titan import TITAN_MAX_INPUT_CHARS, TITAN_V2_DIMENSIONS, TITAN_V2_MODEL_ID
 
 logger = logging.getLogger(__name__)
-
-TITAN_MAX_INPUT_CHARS = 50_000
-"""Titan V2 rejects longer inputs (and inputs over 8,192 tokens) with a ValidationException."""
-TITAN_MAX_INPUT_TOKENS = 8_192
 
 
 class EmbeddingUnavailable(DependencyUnavailable):
@@ -303,7 +300,7 @@ class TitanEmbedder:
 
     def __init__(
         self,
-        model_id: str = "amazon.titan-embed-text-v2:0",
+        model_id: str = TITAN_V2_MODEL_ID,
         dimensions: int = 1024,
         *,
         max_concurrency: int = 8,
@@ -312,7 +309,7 @@ class TitanEmbedder:
         client: Any = None,
         sleep_random: Callable[[float, float], float] | None = None,
     ) -> None:
-        if dimensions not in (256, 512, 1024):
+        if dimensions not in TITAN_V2_DIMENSIONS:
             raise ValueError("Titan V2 supports 256, 512 or 1024 dimensions")
         self.model_id = model_id
         self.dimensions = dimensions

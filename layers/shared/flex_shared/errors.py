@@ -1,5 +1,6 @@
-"""Domain errors. Domain logic raises these without knowing HTTP; the API layer
-(:mod:`flex_shared.api`) maps each to a status code and a JSON body."""
+"""The layer's errors. Domain errors (``FlexError`` and its kinds): domain logic raises them
+without knowing HTTP, and the API layer (:mod:`flex_shared.api`) maps each to a status code and
+a JSON body. ``ConfigError``: a deployment's mistake, raised at start-up."""
 
 from __future__ import annotations
 
@@ -48,3 +49,7 @@ class DependencyUnavailable(FlexError):
     def __init__(self, dependency: str, message: str | None = None) -> None:
         super().__init__(message or f"{dependency} is unavailable")
         self.dependency = dependency
+
+
+class ConfigError(RuntimeError):
+    """Missing, malformed or contradictory configuration. The message names the variable."""

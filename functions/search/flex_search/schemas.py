@@ -6,26 +6,18 @@ mistake is a 422 naming the field rather than a silently coerced query.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, StrictInt, StrictStr, field_validator
 
-from ..api import ApiModel
-from ..timeutil import UtcDatetime
-
-Metric = Literal["cosine", "l2", "inner_product"]
-
-INT4_MAX = 2_147_483_647
-"""Ids are PostgreSQL ``integer``; a larger id is a caller's mistake, not a database error."""
-
-QUERY_MAX_CHARS = 50_000
-"""Titan Text Embeddings V2 rejects longer inputs (NOTES.md)."""
-
-DatabaseId = Annotated[StrictInt, Field(ge=1, le=INT4_MAX)]
+from flex_search.distance import Metric
+from flex_shared.schemas import ApiModel, DatabaseId, UtcDatetime
+from flex_shared.titan import TITAN_MAX_INPUT_CHARS
 
 
 class SearchRequest(ApiModel):
-    query: Annotated[StrictStr, Field(min_length=1, max_length=QUERY_MAX_CHARS)]
+    # Titan rejects longer inputs: a 422 naming the field, before any embedding call.
+    query: Annotated[StrictStr, Field(min_length=1, max_length=TITAN_MAX_INPUT_CHARS)]
     top_k: Annotated[StrictInt, Field(ge=1, le=100)] = 5
     metric: Metric = "cosine"
     job_id: DatabaseId | None = None

@@ -9,7 +9,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from ingest_job_extract import RejectedObject, RejectReason
+
+from flex_ingest.rejections import too_large
 
 _GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
 
@@ -51,12 +52,6 @@ def reset_s3_client() -> None:
     global _client
     with _client_lock:
         _client = None
-
-
-def too_large(size: int, max_bytes: int) -> RejectedObject:
-    return RejectedObject(
-        RejectReason.TOO_LARGE, f"object is {size} bytes, the limit is {max_bytes} bytes"
-    )
 
 
 def fetch_object(bucket: str, key: str, version_id: str | None, max_bytes: int) -> FetchedObject:

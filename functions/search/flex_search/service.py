@@ -9,26 +9,16 @@ from __future__ import annotations
 from datetime import UTC
 
 from aws_lambda_powertools import Logger
-from search_embedding import query_vector_literal
-from search_store import ChunkFilter, ChunkHit, Metric, find_job, search_chunks
 
+from flex_search import store
+from flex_search.distance import Metric, similarity
+from flex_search.query_embedding import query_vector_literal
+from flex_search.schemas import JobResponse, SearchRequest, SearchResponse, SearchResult
 from flex_shared.config import get_settings
 from flex_shared.db import connection_transaction
 from flex_shared.errors import DependencyUnavailable, FlexError, NotFound
-from flex_shared.schemas.search import JobResponse, SearchRequest, SearchResponse, SearchResult
 
 logger = Logger(child=True)
-
-
-def similarity(metric: Metric, distance: float) -> float:
-    """Cosine similarity from the operator's value, valid for unit-length vectors:
-    cosine ``1 - d``; L2 ``1 - d**2 / 2`` (``|a - b|**2 = 2 - 2 cos``); inner product ``-d``
-    (``<#>`` is the negative inner product, which equals the cosine for unit vectors)."""
-    if metric == "cosine":
-        return 1.0 - distance
-    if metric == "l2":
-        return 1.0 - distance * distance / 2.0
-    return -distance
 
 
 def _embed(query: str, deadline: float | None) -> str:
@@ -46,7 +36,7 @@ def _embed(query: str, deadline: float | None) -> str:
         raise DependencyUnavailable("embedding service") from exc
 
 
-def _result(metric: Metric, hit: ChunkHit) -> SearchResult:
+def _result(metric: Metric, hit: store.ChunkHit) -> SearchResult:
     return SearchResult(
         chunk_id=hit.chunk_id,
         job_id=hit.job_id,
@@ -64,12 +54,12 @@ def search(request: SearchRequest, *, deadline: float | None = None) -> SearchRe
     (a ``time.monotonic()`` instant) bounds the embedding service's retries."""
     literal = _embed(request.query.strip(), deadline)
     with connection_transaction() as connection:
-        outcome = search_chunks(
+        outcome = store.search_chunks(
             connection,
             literal,
             metric=request.metric,
             top_k=request.top_k,
-            chunk_filter=ChunkFilter(job_id=request.job_id, company_id=request.company_id),
+            chunk_filter=store.ChunkFilter(job_id=request.job_id, company_id=request.company_id),
             ef_search=get_settings().hnsw_ef_search,
         )
     if outcome.strategy == "index_then_exact":
@@ -84,7 +74,7 @@ def search(request: SearchRequest, *, deadline: float | None = None) -> SearchRe
 def read_job(job_id: int) -> JobResponse:
     """A job still in search, or ``NotFound``."""
     with connection_transaction() as connection:
-        job = find_job(connection, job_id)
+        job = store.find_job(connection, job_id)
     if job is None:
         raise NotFound("job", job_id)
     return JobResponse(

@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from flex_shared.schemas.interviews import KeywordFrequencies, ResultOut, ResultsSummary
+from flex_interviews.schemas import KeywordFrequencies, ResultOut, ResultsSummary
 
 
 def _average(values: Sequence[float | None]) -> float | None:

@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 from typing import Any
 from xml.parsers import expat
 
-from ingest_job_extract import RejectedObject, RejectReason
+from flex_ingest.rejections import RejectedObject, RejectReason
 
 # Elements whose content a reader never sees.
 _INVISIBLE = frozenset({"head", "script", "style", "template", "noscript", "svg", "math"})

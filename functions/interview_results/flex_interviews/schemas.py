@@ -1,14 +1,13 @@
 """Request and response models of the interview API (sessions, results, question templates).
 
 Request models are strict: a string is not a number, ``true`` is not a score, unknown fields and
-NaN/Infinity are rejected (see :class:`flex_shared.api.ApiModel`). Integers are bounded to the
+NaN/Infinity are rejected (see :class:`flex_shared.schemas.ApiModel`). Integers are bounded to the
 columns' ``INTEGER`` range and strings may not hold NUL, which PostgreSQL cannot store: a bad
 value is the caller's 422, never the database's 500.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -22,14 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-from ..api import ApiModel
-from ..statuses import InterviewStatus
-from ..timeutil import UtcDatetime
+from flex_shared.postgres import INT4_MAX
+from flex_shared.schemas import ApiModel, DatabaseId, UtcDatetime
+from flex_shared.statuses import InterviewStatus
 
-INT32_MAX = 2_147_483_647
 QUESTION_TYPE_MAX_LENGTH = 50  # questions.question_type is VARCHAR(50)
-SCORE_FIELDS = ("logic_score", "relevance_score", "technical_score", "communication_score")
-"""The component scores; ``overall_score`` defaults to their mean."""
 
 
 def _contains_nul(value: Any) -> bool:
@@ -70,7 +66,6 @@ QuestionType = Annotated[
 ]
 Json = Annotated[JsonValue, AfterValidator(_no_nul)]
 JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_no_nul)]
-Id = Annotated[int, Field(ge=1, le=INT32_MAX)]
 Score = Annotated[float, Field(ge=0, le=100)]
 Keyword = Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
 
@@ -91,13 +86,13 @@ def _reject_explicit_null(value: Any) -> Any:
 
 
 class CreateInterviewRequest(_Request):
-    applicant_id: Id
-    job_id: Id
+    applicant_id: DatabaseId
+    job_id: DatabaseId
 
 
 class UpdateInterviewRequest(_Request):
     status: InterviewStatus | None = Field(default=None, strict=False)
-    current_question_index: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None
+    current_question_index: Annotated[int, Field(ge=0, le=INT4_MAX)] | None = None
 
     _no_null = field_validator("status", "current_question_index", mode="before")(
         _reject_explicit_null
@@ -131,7 +126,9 @@ class ResultRequest(_Request):
     """One analysed answer. A second post for the same ``question_id`` replaces the first
     entirely (fields left out become null), it does not merge."""
 
-    question_id: Annotated[int, Field(ge=0, le=INT32_MAX)]
+    # An omitted overall_score is the mean of the given component scores: a domain rule, in
+    # flex_interviews.service.overall_score.
+    question_id: Annotated[int, Field(ge=0, le=INT4_MAX)]
     question_text: Text | None = None
     stt_full_text: Text | None = None
     logic_score: Score | None = None
@@ -144,14 +141,6 @@ class ResultRequest(_Request):
     weaknesses: list[Text] | None = None
     ai_feedback: Text | None = None
     metadata: JsonObject | None = None
-
-    def effective_overall_score(self) -> float | None:
-        """``overall_score`` as given (even null); when left out, the mean of the component
-        scores that were given (the seed's 85.5, 90, 88, 82 -> 86.375), or null if none were."""
-        if "overall_score" in self.model_fields_set:
-            return self.overall_score
-        given = [score for name in SCORE_FIELDS if (score := getattr(self, name)) is not None]
-        return math.fsum(given) / len(given) if given else None
 
 
 class ResultOut(BaseModel):
@@ -210,7 +199,7 @@ class InterviewResultsOut(BaseModel):
 
 
 class CreateQuestionRequest(_Request):
-    job_id: Id | None = None
+    job_id: DatabaseId | None = None
     question_type: QuestionType
     question_text: NonBlankText
     expected_keywords: Json = None

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from flex_search.distance import Metric
 from flex_shared.db import set_local
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     # tests and benchmarks may pass a Session: both execute the same SQL text.
     from sqlalchemy.orm import Session
 
-Metric = Literal["cosine", "l2", "inner_product"]
 Strategy = Literal["index", "exact", "index_then_exact"]
 
 OPERATORS: dict[Metric, str] = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}

@@ -10,8 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from pgvector import Vector
-
+from flex_shared.db import vector_literal
 from flex_shared.embeddings import get_embedder
 
 QUERY_CACHE_SIZE = 256
@@ -37,7 +36,7 @@ class QueryEmbeddingCache:
             return literal
 
     def put(self, query: str, vector: list[float]) -> str:
-        literal = Vector(vector).to_text()
+        literal = vector_literal(vector)
         with self._lock:
             self._entries[query] = literal
             self._entries.move_to_end(query)

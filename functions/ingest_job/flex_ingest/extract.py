@@ -1,7 +1,7 @@
 """Object bytes + S3 metadata -> the job to store, or a ``RejectedObject`` naming why not.
 
 Everything here is pure (no AWS, no database) so each format and each rejection is easy to
-test. PDF, DOCX and HTML parsing live in ``ingest_job_documents`` and are imported only when
+test. PDF, DOCX and HTML parsing live in ``flex_ingest.documents`` and are imported only when
 such a file arrives.
 """
 
@@ -15,11 +15,12 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
-from enum import StrEnum
 from typing import Any
 
+from flex_ingest.rejections import RejectedObject, RejectReason
+from flex_shared.postgres import INT4_MAX
+
 TITLE_MAX_CHARS = 500  # jobs.title is VARCHAR(500)
-_INT32_MAX = 2**31 - 1
 _KEY_COMPANY = re.compile(r"^jobs/(\d+)/.+")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # tab, newlines, VT, FF are text
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
@@ -28,28 +29,6 @@ _SPACES = re.compile(r"\s+")
 TEXT_SUFFIXES = (".txt", ".md")
 HTML_SUFFIXES = (".html", ".htm")
 SUPPORTED_SUFFIXES = (".json", *TEXT_SUFFIXES, *HTML_SUFFIXES, ".pdf", ".docx")
-
-
-class RejectReason(StrEnum):
-    UNSUPPORTED_TYPE = "unsupported_type"
-    TOO_LARGE = "too_large"
-    EMPTY = "empty"
-    UNDECODABLE = "undecodable"
-    CORRUPT = "corrupt"
-    INVALID_JSON = "invalid_json"
-    MISSING_COMPANY_ID = "missing_company_id"
-    INVALID_COMPANY_ID = "invalid_company_id"
-    MISSING_TITLE = "missing_title"
-    INVALID_TITLE = "invalid_title"
-
-
-class RejectedObject(Exception):
-    """The object can never become a job; retrying will not help."""
-
-    def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -93,15 +72,15 @@ def extract_job(key: str, body: bytes, user_metadata: Mapping[str, str]) -> Extr
     if suffix in TEXT_SUFFIXES:
         document = _Document(decode_text(body))
     else:
-        import ingest_job_documents  # PDF/DOCX/HTML parsers: only for those files
+        from flex_ingest import documents  # PDF/DOCX/HTML parsers: only for those files
 
         if suffix in HTML_SUFFIXES:
-            text, html_title = ingest_job_documents.html_text(decode_text(body))
+            text, html_title = documents.html_text(decode_text(body))
             document = _Document(text, html_title)
         elif suffix == ".pdf":
-            document = _Document(ingest_job_documents.pdf_text(body))
+            document = _Document(documents.pdf_text(body))
         else:
-            document = _Document(ingest_job_documents.docx_text(body))
+            document = _Document(documents.docx_text(body))
 
     description = normalize_text(document.text)
     if not description:
@@ -207,9 +186,9 @@ def _parse_company_id(value: object, source: str) -> int:
         raise RejectedObject(
             RejectReason.INVALID_COMPANY_ID, f"{source} {value!r} is not an integer"
         )
-    if not 1 <= value <= _INT32_MAX:
+    if not 1 <= value <= INT4_MAX:
         raise RejectedObject(
-            RejectReason.INVALID_COMPANY_ID, f"{source} {value} is outside 1..{_INT32_MAX}"
+            RejectReason.INVALID_COMPANY_ID, f"{source} {value} is outside 1..{INT4_MAX}"
         )
     return value
 
