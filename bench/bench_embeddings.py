@@ -39,7 +39,7 @@ from devtools.fake_titan import serve_in_subprocess  # noqa: E402
 from devtools.layer_env import layer_environment  # noqa: E402
 from flex_shared.chunking import chunk_text, estimate_tokens  # noqa: E402
 from flex_shared.config import load_settings  # noqa: E402
-from flex_shared.embeddings import LocalEmbedder, RetryPolicy, TitanEmbedder  # noqa: E402
+from flex_shared.embeddings import HashEmbedder, RetryPolicy, TitanEmbedder  # noqa: E402
 
 RESULT_FILE = RESULTS_DIR / "embeddings.json"
 SAMPLES_DIR = REPO_ROOT / "devtools" / "samples"
@@ -167,7 +167,7 @@ def bench_titan(quick: bool) -> dict[str, Any]:
 def bench_local(quick: bool) -> dict[str, Any]:
     chunks = corpus_chunks(documents=40 if quick else 200)
     with _one_core() as core:
-        warm = LocalEmbedder()
+        warm = HashEmbedder()
         warm.embed_documents(chunks[:50])  # a container that has embedded before
         started = time.perf_counter()
         warm.embed_documents(chunks)
@@ -176,7 +176,7 @@ def bench_local(quick: bool) -> dict[str, Any]:
         cold_sample = chunks[:200]
         started = time.perf_counter()
         for chunk in cold_sample:  # a new embedder per chunk: every feature hashed afresh
-            LocalEmbedder().embed_query(chunk)
+            HashEmbedder().embed_query(chunk)
         cold_seconds = time.perf_counter() - started
 
         per_language = {}

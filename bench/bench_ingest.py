@@ -284,7 +284,7 @@ def run(
 
     url = bench_db.ensure_database(DATABASE)
     env = {
-        "EMBEDDING_PROVIDER": "local",
+        "EMBEDDING_PROVIDER": "hash",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "POWERTOOLS_SERVICE_NAME": "flex-bench",
         "POWERTOOLS_METRICS_NAMESPACE": "FlexBench",

@@ -1,5 +1,10 @@
 """Synthetic search corpus for the benchmark: clustered unit-norm vectors, bulk-loaded with COPY.
 
+Each chunk also has a job-ad text (``chunk_text_of``): sentences of the evaluation set's English
+and Korean job descriptions, drawn at random, with the technologies they name swapped for others
+of a long list, so the keyword index (``search_vector``, computed by PostgreSQL on COPY) holds a
+real vocabulary: common words in most chunks, one technology in about 1% of them.
+
 Everything is a pure function of :class:`Corpus` (seeded), so a later run regenerates the same
 vectors for exact ground truth instead of reading 400 MB back from the database, and a database
 already built with the same parameters is reused (loading + HNSW build take minutes).
@@ -9,10 +14,14 @@ from __future__ import annotations
 
 import io
 import json
+import random
+import re
 import struct
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +33,28 @@ HNSW_DDL = (
     " USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
 )
 _BATCH_ROWS = 10_000
+EVAL_JOBS_DIR = Path(__file__).resolve().parent / "search_eval" / "jobs"
+_TECHNOLOGY_NAMES = (
+    "Python Java Kotlin Swift Go Rust Scala TypeScript JavaScript Ruby PHP Elixir Haskell Clojure"
+    " Dart Julia Perl Lua Erlang OCaml Spring Django Flask FastAPI Rails Laravel Express NestJS"
+    " React Vue Angular Svelte Next.js Nuxt SwiftUI UIKit Flutter Xamarin Unity Unreal Godot"
+    " PostgreSQL MySQL MariaDB Oracle MongoDB Redis Cassandra DynamoDB Elasticsearch OpenSearch"
+    " ClickHouse Snowflake BigQuery Redshift Databricks Spark Flink Kafka Pulsar RabbitMQ Airflow"
+    " Dagster Prefect dbt Looker Tableau Superset Terraform Pulumi Ansible Chef Puppet Kubernetes"
+    " Helm ArgoCD Jenkins CircleCI GitLab Prometheus Grafana Datadog Splunk Sentry PagerDuty"
+    " AWS Azure GCP Lambda ECS EKS Fargate CloudFormation PyTorch TensorFlow JAX Keras XGBoost"
+    " LightGBM scikit-learn Pandas Polars NumPy Figma Sketch Zeplin Jira Confluence Notion"
+    " Zendesk Salesforce HubSpot SAP ABAP Fiori Appium Selenium Cypress Playwright JUnit pytest"
+    " AUTOSAR RTOS Zephyr FreeRTOS Yocto gRPC GraphQL Celery Sidekiq Nginx Envoy Istio Linkerd"
+    " Vault Consul Nomad Bazel Gradle Maven Webpack Vite Storybook Redux MobX Hilt Room Combine"
+)
+TECHNOLOGIES = tuple(_TECHNOLOGY_NAMES.split())
+# A technology name not inside a longer Latin word (Go, not Google); Korean may follow it.
+_TECHNOLOGY = re.compile(
+    "(?<![A-Za-z])(?:"
+    + "|".join(re.escape(name) for name in sorted(TECHNOLOGIES, key=len, reverse=True))
+    + ")(?![A-Za-z])"
+)
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _COPY_TRAILER = struct.pack("!h", -1)
 
@@ -44,6 +75,9 @@ class Corpus:
     chunks_per_job: int = 10
     noise: float = 1.0  # noise norm relative to the unit cluster centre
     seed: int = 20_261_124
+    job_ad_texts: bool = True
+    """Job-ad texts (the keyword index is then real, and the load slower: PostgreSQL computes
+    every chunk's tsvector); False gives short labels, for vector-only measurements."""
 
     @property
     def jobs(self) -> int:
@@ -89,7 +123,34 @@ class Corpus:
         return self._sample(np.random.default_rng([self.seed, 2]), count, self.centres())
 
     def fingerprint(self) -> dict[str, Any]:
-        return asdict(self)
+        fields = asdict(self)
+        fields["texts"] = "eval-sentences-v1" if fields.pop("job_ad_texts") else "labels"
+        return fields
+
+    def chunk_text_of(self, row: int) -> str:
+        """Row ``row``'s text: 6 to 12 job-ad sentences, their technologies re-drawn (or a
+        short label, when the keyword index does not matter)."""
+        if not self.job_ad_texts:
+            return f"chunk {row + 1} of synthetic job {row // self.chunks_per_job + 1}"
+        rng = random.Random(f"{self.seed}-text-{row}")
+        bank = sentence_bank()
+        sentences = [
+            _TECHNOLOGY.sub(lambda _: rng.choice(TECHNOLOGIES), rng.choice(bank))
+            for _ in range(rng.randint(6, 12))
+        ]
+        return "\n".join(sentences)
+
+
+@lru_cache(maxsize=1)
+def sentence_bank() -> tuple[str, ...]:
+    """Every line of the evaluation set's job descriptions with at least four words."""
+    lines = []
+    for path in sorted(EVAL_JOBS_DIR.rglob("*.*")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip().lstrip("-#[ ").rstrip("]")
+            if len(line.split()) >= 4:
+                lines.append(line)
+    return tuple(lines)
 
 
 def exact_top_k(corpus: Corpus, queries: np.ndarray, k: int) -> list[list[int]]:
@@ -203,7 +264,7 @@ def build(engine: Engine, corpus: Corpus, *, log: Any = print) -> dict[str, Any]
                 (
                     _int4(row + 1),
                     _int4(job_id),
-                    f"chunk {row + 1} of synthetic job {job_id}".encode(),
+                    corpus.chunk_text_of(row).encode(),
                     _vector(vector),
                     _int4(row % corpus.chunks_per_job),
                     _int4(corpus.company_of_job(job_id)),

@@ -74,6 +74,7 @@ def _size_args(options: Options) -> list[str]:
 
 BENCHES = (
     Bench("search", "bench.bench_search", "search.json", _search_args),
+    Bench("quality", "bench.bench_quality", "quality.json", lambda options: []),
     Bench("ingest", "bench.bench_ingest", "ingest.json", _quick_flag),
     Bench("embeddings", "bench.bench_embeddings", "embeddings.json", _quick_flag),
     Bench(
@@ -280,6 +281,67 @@ def search_rows(result: Mapping[str, Any]) -> list[Row]:
                 "always top_k",
             )
         )
+    modes = result.get("modes") or {}
+    for mode in ("vector", "keyword", "hybrid"):
+        if mode in modes:
+            out.append(
+                (
+                    area,
+                    f"{mode} mode p50 / p95 (handler)",
+                    f"{_fmt(_get(modes, mode, 'p50_ms'), '.1f')} /"
+                    f" {_fmt(_get(modes, mode, 'p95_ms'), '.1f')} ms",
+                    "",
+                )
+            )
+    if modes:
+        ratio = _fmt(modes.get("hybrid_p95_over_vector_p95"), ".2f", "x")
+        out.append((area, "hybrid p95 / vector p95", ratio, "<= 2x"))
+    return out
+
+
+def quality_rows(result: Mapping[str, Any]) -> list[Row]:
+    area = f"search quality ({result.get('queries')} queries, {result.get('jobs')} jobs)"
+    out: list[Row] = []
+    for label, variant in (result.get("variants") or {}).items():
+        overall = variant.get("overall") or {}
+        out.append(
+            (
+                area,
+                f"{label} recall@5 / MRR / nDCG@10",
+                f"{_fmt(overall.get('recall_at_5'), '.2f')} / {_fmt(overall.get('mrr'), '.2f')}"
+                f" / {_fmt(overall.get('ndcg_at_10'), '.2f')}",
+                ">= vector, keyword" if label == "hybrid" else "",
+            )
+        )
+    checks = result.get("checks") or {}
+    out += [
+        (
+            area,
+            "exact skill first: keyword / hybrid",
+            f"{_fmt(checks.get('exact_skill_first_keyword'), '.0%')} /"
+            f" {_fmt(checks.get('exact_skill_first_hybrid'), '.0%')}",
+            "100%",
+        ),
+        (
+            area,
+            "Korean particle first (keyword)",
+            _fmt(checks.get("korean_particle_first_keyword"), ".0%"),
+            ">= 90%",
+        ),
+        (
+            area,
+            "cross-lingual top 3: vector / hybrid",
+            f"{_fmt(checks.get('cross_lingual_top_3_vector'), '.0%')} /"
+            f" {_fmt(checks.get('cross_lingual_top_3_hybrid'), '.0%')}",
+            ">= 80%",
+        ),
+        (
+            area,
+            "no-match empty at min_similarity 0.5",
+            _fmt(checks.get("no_match_empty_at_min_similarity")),
+            "True",
+        ),
+    ]
     return out
 
 
@@ -413,6 +475,7 @@ def ingest_memory_rows(result: Mapping[str, Any]) -> list[Row]:
 
 ROW_BUILDERS: dict[str, Callable[[Mapping[str, Any]], list[Row]]] = {
     "search": search_rows,
+    "quality": quality_rows,
     "ingest": ingest_rows,
     "embeddings": embeddings_rows,
     "interview_api": interview_rows,

@@ -46,12 +46,12 @@ from urllib.parse import unquote
 try:
     from flex_shared import titan
     from flex_shared.chunking import estimate_tokens
-    from flex_shared.embeddings import LocalEmbedder
+    from flex_shared.embeddings import HashEmbedder
 except ModuleNotFoundError:  # run from the repo root without the layer on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "shared"))
     from flex_shared import titan
     from flex_shared.chunking import estimate_tokens
-    from flex_shared.embeddings import LocalEmbedder
+    from flex_shared.embeddings import HashEmbedder
 
 CONNECTION_RESET = "connection_reset"
 """Pseudo error: close the connection without answering (botocore: ConnectionClosedError)."""
@@ -132,7 +132,7 @@ class FakeTitan:
         self.record_requests = record_requests
         self._random = random.Random(seed)  # noqa: S311 -- simulation, not crypto
         self._state = _State()
-        self._embedders: dict[int, LocalEmbedder] = {}
+        self._embedders: dict[int, HashEmbedder] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -224,10 +224,10 @@ class FakeTitan:
 
     # -- request handling (called from the server's threads) -----------------------------------
 
-    def _embedder(self, dimensions: int) -> LocalEmbedder:
+    def _embedder(self, dimensions: int) -> HashEmbedder:
         embedder = self._embedders.get(dimensions)
         if embedder is None:
-            embedder = self._embedders.setdefault(dimensions, LocalEmbedder(dimensions))
+            embedder = self._embedders.setdefault(dimensions, HashEmbedder(dimensions))
         return embedder
 
     def _enter(self, request: RecordedRequest) -> tuple[_State, tuple[str, str | None] | None]:

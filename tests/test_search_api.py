@@ -40,6 +40,7 @@ RESULT_FIELDS = {
     "chunk_text",
     "distance",
     "similarity",
+    "score",
 }
 
 
@@ -427,6 +428,13 @@ def test_sample_events_through_the_handler(search_app, jobs, db_engine: Engine):
     assert body["results"]
     assert {result["company_id"] for result in body["results"]} == {2}
     assert body["results"][0]["chunk_index"] == 2  # the 쿠버네티스 paragraph
+
+    # an exact skill in hybrid mode: the job that names it first, every result at least 0 similar
+    status, body = call(search_app, load("search_post_hybrid.json"))
+    assert status == 200
+    assert body["results"][0]["job_id"] == jobs[1].id  # Product Designer: "fluency in Figma"
+    assert "Figma" in body["results"][0]["chunk_text"]
+    assert all(result["similarity"] >= 0.0 for result in body["results"])
 
     status, body = call(search_app, load("search_get_job.json"))
     assert (status, body["id"], body["chunk_count"]) == (200, 1, 3)

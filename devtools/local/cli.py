@@ -123,12 +123,15 @@ def main(argv: list[str] | None = None) -> int:
 def _curl_examples(api_url: str, job_id: int | None, bucket: str, s3_endpoint: str) -> list[str]:
     search = json.dumps({"query": "Python backend engineer", "top_k": 3})
     korean = json.dumps({"query": "머신러닝 엔지니어", "top_k": 3}, ensure_ascii=False)
+    hybrid = json.dumps({"query": "Appium", "top_k": 3, "mode": "hybrid"})
     interview = json.dumps({"applicant_id": 1, "job_id": job_id or 1})
     lines = [
         f"curl -s -X POST {api_url}/search -H 'Content-Type: application/json'"
         f" -d {shlex.quote(search)}",
         f"curl -s -X POST {api_url}/search -H 'Content-Type: application/json'"
         f" -d {shlex.quote(korean)}",
+        f"curl -s -X POST {api_url}/search -H 'Content-Type: application/json'"
+        f" -d {shlex.quote(hybrid)}",
         f"curl -s {api_url}/jobs/{job_id or 1}",
         f"curl -s -X POST {api_url}/interviews -H 'Content-Type: application/json'"
         f" -d {shlex.quote(interview)}",

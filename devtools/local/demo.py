@@ -1,6 +1,7 @@
 """One-shot demo: start everything on temporary directories and free ports, ingest the
-samples through S3 notifications, upload one more file, search in English and Korean, run an
-interview end to end over the local HTTP API, print it, stop everything.
+samples through S3 notifications, upload one more file, search in English and Korean, across
+languages and for an exact skill, run an interview end to end over the local HTTP API, print it,
+stop everything. Embeddings are the offline multilingual model (``EMBEDDING_PROVIDER=local``).
 
 Every step checks what it got; any surprise raises ``DemoFailure`` (exit status 1)."""
 
@@ -17,6 +18,12 @@ from .system import LocalOptions, LocalSystem, list_jobs
 
 ENGLISH_QUERY = "backend engineer with Python, PostgreSQL and AWS experience"
 KOREAN_QUERY = "머신러닝 엔지니어 딥러닝 모델 개발"
+CROSS_LINGUAL_QUERY = "machine learning engineer building recommendation models"
+EXACT_SKILL_QUERY = "Appium"
+# The sample each query must put first (the file name ends the S3 key).
+ENGLISH_SAMPLE = "backend-engineer-en.md"
+KOREAN_SAMPLE = "ml-engineer-ko.txt"
+EXACT_SKILL_SAMPLE = "qa-engineer-cp949.txt"
 UPLOADED_KEY = "jobs/77/site reliability engineer.txt"
 UPLOADED_TEXT = (
     "Site Reliability Engineer\n\n"
@@ -67,7 +74,8 @@ def _short(text: str, width: int = 70) -> str:
 def _print_results(say: Callable[[str], None], results: list[dict[str, Any]]) -> None:
     for rank, hit in enumerate(results, 1):
         say(
-            f"    {rank}. sim {hit['similarity']:.3f}  job {hit['job_id']} "
+            f"    {rank}. score {hit['score']:.3f} sim {hit['similarity']:.3f}"
+            f"  job {hit['job_id']} "
             f"(company {hit['company_id']}) {_short(hit['job_title'], 40)!r}"
             f" chunk {hit['chunk_index']}: {_short(hit['chunk_text'], 60)}"
         )
@@ -80,10 +88,20 @@ def _search(api: ApiClient, say: Callable[[str], None], body: dict[str, Any]) ->
     _print_results(say, results)
     if not results:
         raise DemoFailure(f"search for {body['query']!r} found nothing")
-    similarities = [hit["similarity"] for hit in results]
-    if similarities != sorted(similarities, reverse=True):
+    scores = [hit["score"] for hit in results]
+    if scores != sorted(scores, reverse=True):
         raise DemoFailure("search results are not ordered best first")
     return results
+
+
+def _expect_first(results: list[dict[str, Any]], job_ids: dict[str, int], sample: str) -> None:
+    """The first result must come from ``sample`` (a file name under devtools/samples)."""
+    expected = [job_id for key, job_id in job_ids.items() if key.endswith("/" + sample)]
+    if results[0]["job_id"] not in expected:
+        raise DemoFailure(
+            f"expected the {sample} job first, got job {results[0]['job_id']}"
+            f" ({results[0]['job_title']!r})"
+        )
 
 
 def _wait_for_job(system: LocalSystem, source_key: str, timeout_seconds: float = 30.0) -> int:
@@ -141,10 +159,24 @@ def run_demo(say: Callable[[str], None] = print, options: LocalOptions | None = 
         if any(hit["job_id"] != new_job_id for hit in found):
             raise DemoFailure("the job_id filter let another job through")
 
-        say("\n== Search in English")
-        _search(api, say, {"query": ENGLISH_QUERY, "top_k": 3})
-        say("\n== Search in Korean")
+        job_ids = {key: job.id for key, job in by_key.items() if key is not None}
+        say("\n== Search by meaning, in English")
+        english = _search(api, say, {"query": ENGLISH_QUERY, "top_k": 3})
+        _expect_first(english, job_ids, ENGLISH_SAMPLE)
+        say("\n== Search by meaning, in Korean")
         korean = _search(api, say, {"query": KOREAN_QUERY, "top_k": 3})
+        _expect_first(korean, job_ids, KOREAN_SAMPLE)
+        say("\n== Across languages: an English query finds the Korean job")
+        across = _search(api, say, {"query": CROSS_LINGUAL_QUERY, "top_k": 3})
+        _expect_first(across, job_ids, KOREAN_SAMPLE)
+        say("\n== An exact skill: hybrid mode (meaning + the chunks that name it)")
+        skill = _search(api, say, {"query": EXACT_SKILL_QUERY, "top_k": 3, "mode": "hybrid"})
+        _expect_first(skill, job_ids, EXACT_SKILL_SAMPLE)
+        nearest = api.expect("POST", "/search", {"query": EXACT_SKILL_QUERY, "top_k": 1}, 200)
+        say(
+            f"  (vector mode alone puts {nearest['results'][0]['job_title']!r} first: a rare"
+            " tool name carries little meaning)"
+        )
 
         say("\n== Interview, end to end")
         job_id = korean[0]["job_id"]

