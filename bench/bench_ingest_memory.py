@@ -2,11 +2,12 @@
 
 Every document of ``tests/hostile_documents.py`` is put into moto's S3 server next to a normal
 job description, one S3 event carries both, and a new interpreter runs the ingestion handler on
-it against the benchmark database (``tests/ingest_memory.py``). Reported per document: the
-process's peak resident memory (``VmHWM``) and what it had after importing the function, the
-invocation's time, what became of the hostile record (rejected and why, written and how many
-chunks, or an exception that makes Lambda retry the whole event) and whether the normal record
-of the same event still landed. A first run with the normal document alone is the baseline.
+it as deployed (Titan, here its loopback stand-in) against the benchmark database
+(``tests/ingest_memory.py``). Reported per document: the process's peak resident memory
+(``VmHWM``) and what it had after importing the function, the invocation's time, what became of
+the hostile record (rejected and why, written and how many chunks, or an exception that makes
+Lambda retry the whole event) and whether the normal record of the same event still landed. A
+first run with the normal document alone is the baseline.
 
     python -m bench.bench_ingest_memory                       # this checkout
     python -m bench.bench_ingest_memory --code-root OTHER     # the functions of another checkout
@@ -33,10 +34,9 @@ from tests.ingest_memory import (
     GOOD_DOCUMENT,
     GOOD_KEY,
     REPO_ROOT,
-    MotoS3Bucket,
-    child_environment,
+    LocalServices,
     ingest_in_fresh_process,
-    moto_s3_bucket,
+    local_services,
 )
 
 DATABASE = "bench_ingest_memory"
@@ -72,7 +72,7 @@ def _truncate(url: str) -> None:
 
 def _measure(
     url: str,
-    bucket: MotoS3Bucket,
+    services: LocalServices,
     code_root: Path,
     document: HostileDocument | None,
     timeout_seconds: float,
@@ -83,13 +83,13 @@ def _measure(
     if document is not None:
         body = document.build()
         row = {"name": document.name, "what": document.what, "upload_bytes": len(body)}
-        records.append(bucket.put(document.key, body))
+        records.append(services.bucket.put(document.key, body))
         del body
-    records.append(bucket.put(GOOD_KEY, GOOD_DOCUMENT))
+    records.append(services.bucket.put(GOOD_KEY, GOOD_DOCUMENT))
     try:
         result = ingest_in_fresh_process(
             records,
-            child_environment(url, bucket.endpoint),
+            services.child_environment(url),
             code_root=code_root,
             timeout_seconds=timeout_seconds,
         )
@@ -122,9 +122,9 @@ def run(
     documents = [d for d in HOSTILE_DOCUMENTS if not only or d.name in only]
     url = bench_db.ensure_database(DATABASE)
     rows = []
-    with moto_s3_bucket() as bucket:
+    with local_services() as services:
         for document in [None, *documents]:
-            row = _measure(url, bucket, code_root, document, timeout_seconds)
+            row = _measure(url, services, code_root, document, timeout_seconds)
             print(_line(row), flush=True)
             rows.append(row)
     _truncate(url)

@@ -1,9 +1,10 @@
 """Peak memory of a fresh process ingesting an S3 event through the real handler.
 
-The uploads sit in moto's S3 server (run by the caller, in its own process), the handler writes
-to a real database, and each measurement is a new interpreter (``ingest_memory_child.py``), so
-nothing a previous document allocated counts against the next one. Used by the hostile-upload
-tests and by ``bench/bench_ingest_memory.py``.
+The child runs as deployed: the uploads sit in moto's S3 server and embeddings come from the
+loopback Titan stand-in (both served by the caller's process), the handler writes to a real
+database, and each measurement is a new interpreter (``ingest_memory_child.py``), so nothing a
+previous document allocated counts against the next one. Used by the hostile-upload tests and
+by ``bench/bench_ingest_memory.py``.
 """
 
 from __future__ import annotations
@@ -80,39 +81,49 @@ class MotoS3Bucket:
         }
 
 
+@dataclass(frozen=True)
+class LocalServices:
+    bucket: MotoS3Bucket
+    titan_endpoint: str
+
+    def child_environment(self, database_url: str) -> dict[str, str]:
+        """What the deployed function's environment holds, pointed at these services."""
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/"),
+            "LANG": "C.UTF-8",
+            "DATABASE_URL": database_url,
+            "EMBEDDING_PROVIDER": "titan",
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.titan_endpoint,
+            "AWS_ENDPOINT_URL_S3": self.bucket.endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "POWERTOOLS_SERVICE_NAME": "flex-memory",
+            "POWERTOOLS_METRICS_NAMESPACE": "FlexMemory",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+
+
 @contextmanager
-def moto_s3_bucket() -> Iterator[MotoS3Bucket]:
-    """moto's S3 server on a free loopback port, with one bucket, stopped afterwards."""
+def local_services() -> Iterator[LocalServices]:
+    """moto's S3 server (with one bucket) and the Titan stand-in on free loopback ports,
+    stopped afterwards."""
     import logging
 
+    from devtools.fake_titan import FakeTitan
     from devtools.local.s3 import MotoS3
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
     server = MotoS3()
     endpoint = server.start()
     try:
-        yield MotoS3Bucket(endpoint)
+        with FakeTitan(record_requests=False) as titan:
+            yield LocalServices(MotoS3Bucket(endpoint), titan.endpoint_url)
     finally:
         server.stop()
-
-
-def child_environment(database_url: str, s3_endpoint: str) -> dict[str, str]:
-    """What the deployed function's environment holds, pointed at the local services."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/"),
-        "LANG": "C.UTF-8",
-        "DATABASE_URL": database_url,
-        "EMBEDDING_PROVIDER": "local",
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_S3": s3_endpoint,
-        "POWERTOOLS_SERVICE_NAME": "flex-memory",
-        "POWERTOOLS_METRICS_NAMESPACE": "FlexMemory",
-        "POWERTOOLS_LOG_LEVEL": "INFO",
-    }
 
 
 def ingest_in_fresh_process(

@@ -22,10 +22,9 @@ from tests.hostile_documents import HOSTILE_DOCUMENTS, HostileDocument
 from tests.ingest_memory import (
     GOOD_DOCUMENT,
     GOOD_KEY,
-    MotoS3Bucket,
-    child_environment,
+    LocalServices,
     ingest_in_fresh_process,
-    moto_s3_bucket,
+    local_services,
 )
 
 FUNCTION_MEMORY_MIB = 1024
@@ -59,8 +58,8 @@ def test_every_hostile_document_has_an_expected_outcome() -> None:
 
 
 @pytest.fixture(scope="module")
-def bucket() -> Iterator[MotoS3Bucket]:
-    with moto_s3_bucket() as started:
+def services() -> Iterator[LocalServices]:
+    with local_services() as started:
         yield started
 
 
@@ -77,13 +76,14 @@ def _chunks_by_key(engine: Engine) -> dict[str, int]:
 
 @pytest.mark.parametrize("document", HOSTILE_DOCUMENTS, ids=lambda document: document.name)
 def test_hostile_upload_in_a_fresh_process(
-    document: HostileDocument, bucket: MotoS3Bucket, database_url: str, db_engine: Engine
+    document: HostileDocument, services: LocalServices, database_url: str, db_engine: Engine
 ) -> None:
     # Given the hostile upload and a normal job description, in one S3 event
+    bucket = services.bucket
     records = [bucket.put(document.key, document.build()), bucket.put(GOOD_KEY, GOOD_DOCUMENT)]
 
-    # When a fresh process runs the ingestion handler on it
-    result = ingest_in_fresh_process(records, child_environment(database_url, bucket.endpoint))
+    # When a fresh process runs the ingestion handler (as deployed: Titan, S3) on it
+    result = ingest_in_fresh_process(records, services.child_environment(database_url))
 
     # Then nothing is left for Lambda to retry, and the hostile record ends as expected
     expected = EXPECTED_REASONS[document.name]
