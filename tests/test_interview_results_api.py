@@ -24,6 +24,7 @@ from devtools.apigw import rest_event as make_event
 from devtools.lambda_context import FakeLambdaContext
 from flex_shared import config, db
 from flex_shared.models import Job
+from flex_shared.observability import LAYER_LOGGER
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -710,7 +711,9 @@ def captured_logs(api: Api) -> Iterator[io.StringIO]:
     handler.setFormatter(LambdaPowertoolsFormatter())
     handler_module = importlib.import_module("flex_interviews.handler")
     service_logger = logging.getLogger(handler_module.logger.service)
-    targets = [logging.getLogger(), service_logger]
+    # The layer's lines go through the function's handler (flex_shared.observability), not root.
+    layer_logger = logging.getLogger(LAYER_LOGGER)
+    targets = [logging.getLogger(), service_logger, layer_logger]
     levels = [target.level for target in targets]
     for target in targets:
         target.addHandler(handler)

@@ -170,9 +170,13 @@ def _curl_examples(api_url: str, job_id: int | None, bucket: str, s3_endpoint: s
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from .system import LocalOptions, LocalSystem, list_jobs
+    from .system import LocalOptions, LocalSystem, list_jobs, running_state
 
     _stop_on_sigterm()
+    if not args.database_url and (other := running_state(args.data_dir)) is not None:
+        # A second run would empty the database the first one is serving.
+        _log(f"error: the local system is already running (pid {other['pid']}); stop it first")
+        return 1
     options = LocalOptions(
         template_path=args.template,
         data_dir=None if args.database_url else args.data_dir,
@@ -183,6 +187,7 @@ def command_run(args: argparse.Namespace) -> int:
         env_vars=read_env_vars_file(args.env_vars),
         samples_dir=None if args.no_samples else REPO_ROOT / "devtools" / "samples",
         write_state_file=True,
+        fresh_state=True,
     )
     system = LocalSystem(options, log=_log)
     try:

@@ -34,11 +34,13 @@ from flex_interviews.schemas import (
 from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
 from flex_shared.errors import InvalidInput
+from flex_shared.observability import route_layer_logs
 from flex_shared.openapi import Success, route_responses
 from flex_shared.postgres import INT4_MAX
 from flex_shared.schemas import Text
 
 logger = Logger()
+route_layer_logs(logger)
 get_settings()  # a misconfigured deployment fails at start-up, naming the variable
 app = create_resolver()
 

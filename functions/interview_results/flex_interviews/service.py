@@ -1,8 +1,9 @@
 """Interview sessions, their results and question templates: the domain rules.
 
-Knows nothing of HTTP: takes validated requests, opens one transaction per call (the handler
-never does), answers with the response models and raises :mod:`flex_shared.errors`. The SQL is
-in :mod:`flex_interviews.store`.
+Knows nothing of HTTP: takes validated requests, runs one transaction per call (the handler
+never does; ``run_in_transaction`` runs it again on a new connection only when nothing of it
+reached the database, so a write is never applied twice), answers with the response models and
+raises :mod:`flex_shared.errors`. The SQL is in :mod:`flex_interviews.store`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from flex_interviews.schemas import (
     UpdateInterviewRequest,
 )
 from flex_interviews.summary import summarize
-from flex_shared.db import connection_transaction
+from flex_shared.db import run_in_transaction
 from flex_shared.errors import Conflict, NotFound
 from flex_shared.postgres import INT4_MAX
 from flex_shared.statuses import InterviewStatus
@@ -69,19 +70,24 @@ def _require_live_job(connection: Connection, job_id: int) -> None:
 
 
 def create_interview(request: CreateInterviewRequest) -> InterviewOut:
-    with connection_transaction() as connection:
+    def create(connection: Connection) -> InterviewOut:
         _require_live_job(connection, request.job_id)
         row = store.insert_interview(connection, request.applicant_id, request.job_id)
         return InterviewOut.model_validate(row)
 
+    return run_in_transaction(create)
+
 
 def get_interview(interview_id: int) -> InterviewOut:
     _require_id("interview", interview_id)
-    with connection_transaction() as connection:
+
+    def read(connection: Connection) -> InterviewOut:
         row = store.find_interview(connection, interview_id)
         if row is None:
             raise NotFound("interview", interview_id)
         return InterviewOut.model_validate(row)
+
+    return run_in_transaction(read)
 
 
 def update_interview(interview_id: int, request: UpdateInterviewRequest) -> InterviewOut:
@@ -91,7 +97,8 @@ def update_interview(interview_id: int, request: UpdateInterviewRequest) -> Inte
     same state only the first wins; the second sees the new state and gets a 409.
     """
     _require_id("interview", interview_id)
-    with connection_transaction() as connection:
+
+    def update(connection: Connection) -> InterviewOut:
         status_now = store.interview_status(connection, interview_id, lock=True)
         if status_now is None:
             raise NotFound("interview", interview_id)
@@ -119,6 +126,8 @@ def update_interview(interview_id: int, request: UpdateInterviewRequest) -> Inte
         )
         return InterviewOut.model_validate(row)
 
+    return run_in_transaction(update)
+
 
 # --- results -----------------------------------------------------------------------------
 
@@ -136,7 +145,8 @@ def save_result(interview_id: int, request: ResultRequest) -> tuple[ResultOut, b
     """Insert or replace the result for ``(interview_id, question_id)``; True when inserted.
     A replacement overwrites every field (left out means null), it does not merge."""
     _require_id("interview", interview_id)
-    with connection_transaction() as connection:
+
+    def save(connection: Connection) -> tuple[ResultOut, bool]:
         status = store.interview_status(connection, interview_id)
         if status is None:
             raise NotFound("interview", interview_id)
@@ -166,16 +176,22 @@ def save_result(interview_id: int, request: ResultRequest) -> tuple[ResultOut, b
         row, inserted = store.upsert_result(connection, interview_id, request.question_id, values)
         return ResultOut.model_validate(row), inserted
 
+    return run_in_transaction(save)
+
 
 def list_results(interview_id: int) -> InterviewResultsOut:
     """The interview's results in question order, with their summary (404 if the interview
     does not exist)."""
     _require_id("interview", interview_id)
-    with connection_transaction() as connection:
+
+    def read(connection: Connection) -> list[ResultOut]:
         if not store.interview_exists(connection, interview_id):
             raise NotFound("interview", interview_id)
-        rows = store.list_results(connection, interview_id)
-        results = [ResultOut.model_validate(row) for row in rows]
+        return [
+            ResultOut.model_validate(row) for row in store.list_results(connection, interview_id)
+        ]
+
+    results = run_in_transaction(read)
     return InterviewResultsOut(
         interview_id=interview_id, results=results, summary=summarize(results)
     )
@@ -185,7 +201,7 @@ def list_results(interview_id: int) -> InterviewResultsOut:
 
 
 def create_question(request: CreateQuestionRequest) -> QuestionOut:
-    with connection_transaction() as connection:
+    def create(connection: Connection) -> QuestionOut:
         if request.job_id is not None:
             _require_live_job(connection, request.job_id)
         row = store.insert_question(
@@ -199,21 +215,27 @@ def create_question(request: CreateQuestionRequest) -> QuestionOut:
         )
         return QuestionOut.model_validate(row)
 
+    return run_in_transaction(create)
+
 
 def get_question(question_id: int) -> QuestionOut:
     _require_id("question", question_id)
-    with connection_transaction() as connection:
+
+    def read(connection: Connection) -> QuestionOut:
         row = store.find_question(connection, question_id)
         if row is None:
             raise NotFound("question", question_id)
         return QuestionOut.model_validate(row)
+
+    return run_in_transaction(read)
 
 
 def list_questions(
     *, job_id: int | None, question_type: str | None, limit: int, after_id: int
 ) -> QuestionListOut:
     """Questions matching the filters in id order, one page, and the cursor of the next."""
-    with connection_transaction() as connection:
+
+    def read(connection: Connection) -> QuestionListOut:
         # One more than the page: whether there is a next page, without counting.
         rows = store.list_questions(
             connection,
@@ -227,3 +249,5 @@ def list_questions(
             questions=[QuestionOut.model_validate(row) for row in page],
             next_after_id=page[-1]["id"] if len(rows) > limit else None,
         )
+
+    return run_in_transaction(read)

@@ -19,11 +19,14 @@ from flex_search.schemas import JobResponse, SearchRequest, SearchResponse
 from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
 from flex_shared.embeddings import deadline_from_context
+from flex_shared.observability import embedding_usage_metrics, function_metrics, route_layer_logs
 from flex_shared.openapi import Success, route_responses
 from flex_shared.postgres import INT4_MAX
 
 get_settings()  # a misconfigured deployment fails at start-up, naming the variable
 logger = Logger()
+route_layer_logs(logger)
+metrics = function_metrics("search")
 app = create_resolver()
 
 QUERY_EMBEDDING_RESERVE_SECONDS = 3.0
@@ -87,5 +90,7 @@ def get_job(
 @logger.inject_lambda_context(
     correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
 )
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    with embedding_usage_metrics(metrics):
+        return app.resolve(event, context)

@@ -49,9 +49,10 @@ class Conflict(FlexError):
 
 
 class DependencyUnavailable(FlexError):
-    """A dependency (database, Bedrock) failed or timed out; retrying later may succeed."""
+    """A dependency failed or timed out; retrying later may succeed. Each kind names its
+    dependency in ``code`` (the API's 503): see ``EmbeddingUnavailable``."""
 
-    code = "dependency_unavailable"
+    code = "service_unavailable"
 
     def __init__(self, dependency: str, message: str | None = None) -> None:
         super().__init__(message or f"{dependency} is unavailable")
