@@ -434,14 +434,6 @@ class LocalApiServer:
                     self.wfile.write(payload)
 
             def __getattr__(self, name: str) -> Any:
-                # http.server dispatches a request to do_<METHOD> and answers 501 without
-                # one: every method reaches the route table instead, so one the API lacks
-                # (TRACE, QUERY, ...) gets API Gateway's 403 like an unknown path.
-                if name.startswith("do_"):
-                    return self._serve
-                raise AttributeError(name)
-
-            def __getattr__(self, name: str) -> Any:
                 # Any other method (TRACE, QUERY, PROPFIND, ...) is answered as API Gateway
                 # answers it, not with http.server's HTML 501.
                 if name.startswith("do_"):
