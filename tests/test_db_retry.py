@@ -261,3 +261,4 @@ def test_replacing_a_dropped_connection_logs_a_warning_and_no_error(
     # Then the pool's failed close of the dead connection (an ERROR with a stack trace, for a
     # request that succeeded) is not logged: nothing to page anyone about
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert [r for r in caplog.records if r.levelno == logging.WARNING and "new connection" in r.msg]
