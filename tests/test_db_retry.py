@@ -5,6 +5,7 @@ are run again is pinned here, on the real database."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -245,3 +246,19 @@ def record_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         monkeypatch.setattr(pg8000.core.CoreConnection, name, counting)
     return sent
+
+
+def test_replacing_a_dropped_connection_logs_a_warning_and_no_error(
+    db_engine: Engine, admin: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a warm container whose idle connection was terminated
+    terminate(admin, warm_pid())
+
+    # When the next unit of work replaces it
+    with caplog.at_level(logging.DEBUG):
+        db.run_in_transaction(backend_pid)
+
+    # Then the pool's failed close of the dead connection (an ERROR with a stack trace, for a
+    # request that succeeded) is not logged: nothing to page anyone about
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert [r for r in caplog.records if r.levelno == logging.WARNING and "new connection" in r.msg]

@@ -116,7 +116,8 @@ def test_a_request_becomes_the_proxy_event_api_gateway_sends(
     context = event["requestContext"]
     assert context["resourcePath"] == "/jobs/{job_id}"
     assert context["stage"] == "dev"  # the template's StageName default
-    assert context["path"] == "/dev/jobs/42"
+    # the path as the client asked for it: the local API serves the stage at the root
+    assert context["path"] == "/jobs/42"
     assert context["httpMethod"] == "GET"
     assert context["identity"]["sourceIp"] == "127.0.0.1"
     assert context["requestId"]

@@ -197,7 +197,10 @@ def build_proxy_event(
             "httpMethod": method.upper(),
             "extendedRequestId": request_id.replace("-", "")[:16],
             "requestTime": _request_time(now),
-            "path": f"/{stage}{path}",
+            # The path as the client asked for it: with the stage on API Gateway's own host,
+            # as it is here on the local API, which serves the stage at the root (the
+            # functions build Location headers from it).
+            "path": path,
             "accountId": LOCAL_ACCOUNT_ID,
             "protocol": protocol,
             "stage": stage,
@@ -432,8 +435,6 @@ class LocalApiServer:
                 self.end_headers()
                 if self.command != "HEAD" and not bodiless:
                     self.wfile.write(payload)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve  # noqa: N815
 
             def __getattr__(self, name: str) -> Any:
                 # Any other method (TRACE, QUERY, PROPFIND, ...) is answered as API Gateway

@@ -21,10 +21,11 @@ from sqlalchemy.engine import Connection
 from flex_ingest import store
 from flex_ingest.events import ChangeKind, ObjectChange, is_newer
 from flex_ingest.extract import ExtractedJob, extract_job
+from flex_ingest.limits import max_text_chars
 from flex_ingest.outcomes import Outcome, RecordReport
 from flex_ingest.rejections import RejectedObject, RejectReason, too_large
 from flex_ingest.source import ObjectGone, fetch_object
-from flex_shared.chunking import chunk_text
+from flex_shared.chunking import chunk_text, minimum_chunk_count
 from flex_shared.config import get_settings
 from flex_shared.db import run_in_transaction
 from flex_shared.embeddings import Embedder, EmbeddingInputError, get_embedder
@@ -65,7 +66,12 @@ def _ingest(change: ObjectChange, deadline: float | None) -> RecordReport:
         )
     except ObjectGone:
         return RecordReport(Outcome.GONE, state.job_id if state else None)
-    job = extract_job(change.key, fetched.body, fetched.user_metadata)
+    job = extract_job(
+        change.key,
+        fetched.body,
+        fetched.user_metadata,
+        max_text_chars=max_text_chars(settings.ingest_max_chunks),
+    )
     version_id = fetched.version_id or change.version_id
 
     embedder = get_embedder()
@@ -150,12 +156,28 @@ def remove(change: ObjectChange) -> RecordReport:
     return run_in_transaction(mark_removed)
 
 
+def _chunked(description: str, max_chunks: int) -> list[str]:
+    """The description's chunks, or ``too_long`` when it needs more than ``max_chunks``:
+    refused before any Titan call, and before chunking when a cheap lower bound says so."""
+    needed = minimum_chunk_count(description)
+    if needed <= max_chunks:
+        texts = chunk_text(description)
+        if not texts:
+            raise RejectedObject(RejectReason.EMPTY, "the description produced no chunks")
+        if len(texts) <= max_chunks:
+            return texts
+    count = f"at least {needed}" if needed > max_chunks else str(len(texts))
+    raise RejectedObject(
+        RejectReason.TOO_LONG,
+        f"the text needs {count} chunks; at most {max_chunks} are embedded per document"
+        " (INGEST_MAX_CHUNKS)",
+    )
+
+
 def _embed(
     description: str, embedder: Embedder, deadline: float | None
 ) -> tuple[store.EmbeddedChunks, float]:
-    texts = chunk_text(description)
-    if not texts:
-        raise RejectedObject(RejectReason.EMPTY, "the description produced no chunks")
+    texts = _chunked(description, get_settings().ingest_max_chunks)
     started = time.perf_counter()
     try:
         vectors = embedder.embed_documents(texts, deadline=deadline)

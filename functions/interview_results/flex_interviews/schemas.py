@@ -2,8 +2,8 @@
 
 Request models are strict: a string is not a number, ``true`` is not a score, unknown fields and
 NaN/Infinity are rejected (see :class:`flex_shared.schemas.ApiModel`). Integers are bounded to the
-columns' ``INTEGER`` range and every string is the layer's ``Text`` (no NUL, which PostgreSQL
-cannot store): a bad value is the caller's 422, never the database's 500.
+columns' ``INTEGER`` range and strings may not hold NUL, which PostgreSQL cannot store: a bad
+value is the caller's 422, never the database's 500.
 """
 
 from __future__ import annotations
@@ -13,22 +13,26 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     AliasChoices,
-    BaseModel,
     ConfigDict,
     Field,
-    JsonValue,
+    Strict,
     field_validator,
     model_validator,
 )
 
 from flex_shared.postgres import INT4_MAX
 from flex_shared.schemas import (
+    NUL_FREE,
+    WHOLE_FLOAT_AS_INT,
     ApiModel,
     DatabaseId,
+    JsonData,
+    NonBlankText,
     ResponseModel,
     StorableJson,
     Text,
     UtcDatetime,
+    optional_not_null,
     storable,
 )
 from flex_shared.statuses import InterviewStatus
@@ -36,19 +40,14 @@ from flex_shared.statuses import InterviewStatus
 QUESTION_TYPE_MAX_LENGTH = 50  # questions.question_type is VARCHAR(50)
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-NonBlankText = Annotated[Text, Field(min_length=1), AfterValidator(_not_blank)]
-QuestionType = Annotated[
-    Text, Field(min_length=1, max_length=QUESTION_TYPE_MAX_LENGTH), AfterValidator(_not_blank)
-]
-JsonObject = Annotated[dict[str, JsonValue], AfterValidator(storable)]
+QuestionType = Annotated[NonBlankText, Field(max_length=QUESTION_TYPE_MAX_LENGTH)]
+JsonObject = Annotated[dict[str, JsonData], AfterValidator(storable), NUL_FREE]
 Score = Annotated[float, Field(ge=0, le=100)]
+QuestionIndex = Annotated[int, Field(ge=0, le=INT4_MAX), WHOLE_FLOAT_AS_INT]
 Keyword = Annotated[Text, Field(min_length=1)]
+Keywords = Annotated[
+    dict[Annotated[str, Field(min_length=1)], list[Keyword]], AfterValidator(storable), NUL_FREE
+]
 
 
 class _Request(ApiModel):
@@ -68,12 +67,24 @@ def _reject_explicit_null(value: Any) -> Any:
 
 class CreateInterviewRequest(_Request):
     applicant_id: DatabaseId
+    """The applicant, as the caller's system knows them."""
     job_id: DatabaseId
+    """The job interviewed for: a job in search."""
 
 
 class UpdateInterviewRequest(_Request):
-    status: InterviewStatus | None = Field(default=None, strict=False)
-    current_question_index: Annotated[int, Field(ge=0, le=INT4_MAX)] | None = None
+    """Give at least one field: a status transition, a new question index, or both (applied
+    together, atomically)."""
+
+    # Neither field may be null (leave it out instead): the schema shows them non-nullable,
+    # and requires at least one of them.
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    status: Annotated[InterviewStatus, Strict(False)] | None = optional_not_null()
+    """``pending -> in_progress`` (sets ``started_at``), ``in_progress -> completed`` (sets
+    ``completed_at``), ``pending``/``in_progress -> failed``; anything else is a 409."""
+    current_question_index: QuestionIndex | None = optional_not_null()
+    """The question the applicant is on, from 0; frozen once the session is finished."""
 
     _no_null = field_validator("status", "current_question_index", mode="before")(
         _reject_explicit_null
@@ -87,13 +98,17 @@ class UpdateInterviewRequest(_Request):
 
 
 class InterviewOut(ResponseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     applicant_id: int
     job_id: int
     status: InterviewStatus
     current_question_index: int
     started_at: UtcDatetime | None
+    """When the session went ``in_progress``; null before."""
     completed_at: UtcDatetime | None
+    """When the session went ``completed``; null otherwise."""
     created_at: UtcDatetime
     updated_at: UtcDatetime
 
@@ -107,7 +122,9 @@ class ResultRequest(_Request):
 
     # An omitted overall_score is the mean of the given component scores: a domain rule, in
     # flex_interviews.service.overall_score.
-    question_id: Annotated[int, Field(ge=0, le=INT4_MAX)]
+    question_id: Annotated[int, Field(ge=0, le=INT4_MAX), WHOLE_FLOAT_AS_INT]
+    """The question answered: the caller's number for it (a question template's id, or
+    another); one result per question and interview."""
     question_text: Text | None = None
     stt_full_text: Text | None = None
     logic_score: Score | None = None
@@ -115,14 +132,20 @@ class ResultRequest(_Request):
     technical_score: Score | None = None
     communication_score: Score | None = None
     overall_score: Score | None = None
-    keywords: dict[Keyword, list[Keyword]] | None = None
+    """Left out: the mean of the component scores given (null if none). An explicit null
+    stays null."""
+    keywords: Keywords | None = None
+    """Keywords by category, e.g. ``{"technical": ["Python"], "soft_skills": ["teamwork"]}``."""
     strengths: list[Text] | None = None
     weaknesses: list[Text] | None = None
     ai_feedback: Text | None = None
     metadata: JsonObject | None = None
+    """Anything else about the analysis (models used, timings): any JSON object."""
 
 
 class ResultOut(ResponseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     interview_id: int
     question_id: int
@@ -147,7 +170,7 @@ class ResultOut(ResponseModel):
     updated_at: UtcDatetime
 
 
-class KeywordFrequencies(BaseModel):
+class KeywordFrequencies(ResponseModel):
     """How many results mention each keyword (a keyword repeated within one result counts
     once), most frequent first, ties by keyword."""
 
@@ -156,7 +179,9 @@ class KeywordFrequencies(BaseModel):
     by_category: dict[str, dict[str, int]]
 
 
-class ResultsSummary(BaseModel):
+class ResultsSummary(ResponseModel):
+    """Averages skip null scores; null when no result has that score."""
+
     count: int
     average_overall_score: float | None
     average_logic_score: float | None
@@ -166,9 +191,10 @@ class ResultsSummary(BaseModel):
     keyword_frequencies: KeywordFrequencies
 
 
-class InterviewResultsOut(BaseModel):
+class InterviewResultsOut(ResponseModel):
     interview_id: int
     results: list[ResultOut]
+    """In question order."""
     summary: ResultsSummary
 
 
@@ -181,10 +207,12 @@ class CreateQuestionRequest(_Request):
     question_text: NonBlankText
     expected_keywords: StorableJson = None
     evaluation_criteria: StorableJson = None
-    difficulty_level: Annotated[int, Field(ge=1, le=5)] | None = None
+    difficulty_level: Annotated[int, Field(ge=1, le=5), WHOLE_FLOAT_AS_INT] | None = None
 
 
 class QuestionOut(ResponseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     job_id: int | None
     question_type: str
@@ -195,7 +223,7 @@ class QuestionOut(ResponseModel):
     created_at: UtcDatetime
 
 
-class QuestionListOut(BaseModel):
+class QuestionListOut(ResponseModel):
     questions: list[QuestionOut]
     next_after_id: int | None
     """Pass as ``after_id`` to read the next page; null on the last page."""

@@ -26,7 +26,7 @@ from flex_interviews.schemas import (
 )
 from flex_interviews.summary import summarize
 from flex_shared.db import run_in_transaction
-from flex_shared.errors import Conflict, InvalidInput, NotFound
+from flex_shared.errors import Conflict, NotFound
 from flex_shared.postgres import INT4_MAX
 from flex_shared.statuses import InterviewStatus
 
@@ -52,17 +52,17 @@ def _require_id(resource: str, identifier: int) -> None:
 
 
 def _require_live_job(connection: Connection, job_id: int) -> None:
-    """The job exists and is still published, and stays so until the transaction ends."""
+    """The job exists and is still published, and stays so until the transaction ends.
+    A job the body names that is not in search is a 404, as ``GET /jobs/{job_id}`` answers
+    for it (the request is well formed: only the data it points at is missing)."""
     job = store.lock_job(connection, job_id)
-    if job is None:
-        raise InvalidInput(
-            f"job_id: job {job_id} does not exist",
-            details=[{"field": "job_id", "message": f"job {job_id} does not exist"}],
-        )
-    if job.removed:
-        raise InvalidInput(
-            f"job_id: job {job_id} has been removed",
-            details=[{"field": "job_id", "message": f"job {job_id} has been removed"}],
+    if job is None or job.removed:
+        reason = "does not exist" if job is None else "has been removed"
+        raise NotFound(
+            "job",
+            job_id,
+            f"job_id: job {job_id} {reason}",
+            details=[{"field": "job_id", "message": f"job {job_id} {reason}"}],
         )
 
 

@@ -247,7 +247,7 @@ def create_resolver() -> JsonApiResolver:
 
     @app.exception_handler(NotFound)
     def _not_found(exc: NotFound) -> Response[Any]:
-        return error_response(HTTPStatus.NOT_FOUND, exc.code, exc.message)
+        return error_response(HTTPStatus.NOT_FOUND, exc.code, exc.message, exc.details)
 
     @app.exception_handler(NotFoundError)
     def _no_route(exc: NotFoundError) -> Response[Any]:

@@ -93,8 +93,34 @@ def _iam_token(host: str, port: int, user: str) -> str:
     return str(token)
 
 
+class _DeadConnectionCloseFilter(logging.Filter):
+    """The pool logs an ERROR with a stack trace when closing a connection that the network or
+    the server already dropped fails, which is what closing a dead connection does. The request
+    it served is answered anyway (``run_in_transaction`` runs it again on a new connection, and
+    says so in a WARNING), so at 3 a.m. this line would only page someone for nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(
+            ("Exception terminating connection", "Exception closing connection")
+        ):
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        while error is not None:  # pg8000 raises InterfaceError("network error") from the OSError
+            if isinstance(error, OSError):
+                return False
+            error = error.__cause__
+        return True
+
+
+def _quiet_dead_connection_closes() -> None:
+    pool_logger = logging.getLogger("sqlalchemy.pool.impl.QueuePool")
+    if not any(isinstance(f, _DeadConnectionCloseFilter) for f in pool_logger.filters):
+        pool_logger.addFilter(_DeadConnectionCloseFilter())
+
+
 def build_engine(settings: Settings) -> Engine:
     """Create the engine for ``settings`` (one per container: use :func:`get_engine`)."""
+    _quiet_dead_connection_closes()
     connect_args: dict[str, Any] = {}
     secret: _SecretCredentials | None = None
     if settings.database_url:

@@ -29,8 +29,15 @@ class NotFound(FlexError):
 
     code = "not_found"
 
-    def __init__(self, resource: str, identifier: object) -> None:
-        super().__init__(f"{resource} {identifier} not found")
+    def __init__(
+        self,
+        resource: str,
+        identifier: object,
+        message: str | None = None,
+        *,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message or f"{resource} {identifier} not found", details=details)
         self.resource = resource
         self.identifier = identifier
 
