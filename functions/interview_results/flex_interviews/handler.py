@@ -19,10 +19,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from flex_interviews import service
+from flex_interviews.page_cursor import MAX_TOKEN_LENGTH
 from flex_interviews.schemas import (
     QUESTION_TYPE_MAX_LENGTH,
+    ApplicantsOut,
     CreateInterviewRequest,
     CreateQuestionRequest,
+    InsightsOut,
     ResultRequest,
     UpdateInterviewRequest,
 )
@@ -38,12 +41,27 @@ app = create_resolver()
 QUESTION_LIST_PARAMETERS = frozenset({"job_id", "question_type", "limit", "after_id"})
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
+APPLICANTS_PARAMETERS = frozenset({"limit", "after"})
+DEFAULT_APPLICANTS_PAGE = 20
+MAX_APPLICANTS_PAGE = 100
 
 
 def _json(status: int, model: BaseModel) -> Response[str]:
     return Response(
         status_code=status, content_type="application/json", body=model.model_dump_json()
     )
+
+
+def _reject_unknown_parameters(allowed: frozenset[str]) -> None:
+    """A misspelt parameter (?jobid=3, ?limt=5) would otherwise be ignored silently."""
+    given = app.current_event.query_string_parameters or {}
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        names = ", ".join(sorted(allowed)) or "none"
+        raise InvalidInput(
+            f"unknown query parameter(s) {', '.join(unknown)} (allowed: {names})",
+            details=[{"field": name, "message": "unknown query parameter"} for name in unknown],
+        )
 
 
 # --- sessions ----------------------------------------------------------------------------
@@ -128,6 +146,25 @@ def read_questions(
 @app.get("/questions/<question_id>")
 def read_question(question_id: int) -> Response[str]:
     return _json(HTTPStatus.OK, service.get_question(question_id))
+
+
+# --- hiring insights ---------------------------------------------------------------------
+
+
+@app.get("/jobs/<job_id>/applicants")
+def read_applicants(
+    job_id: int,
+    limit: Annotated[int, Query(ge=1, le=MAX_APPLICANTS_PAGE)] = DEFAULT_APPLICANTS_PAGE,
+    after: Annotated[str | None, Query(min_length=1, max_length=MAX_TOKEN_LENGTH)] = None,
+) -> ApplicantsOut:
+    _reject_unknown_parameters(APPLICANTS_PARAMETERS)
+    return service.list_applicants(job_id, limit=limit, after=after)
+
+
+@app.get("/jobs/<job_id>/insights")
+def read_insights(job_id: int) -> InsightsOut:
+    _reject_unknown_parameters(frozenset())
+    return service.job_insights(job_id)
 
 
 # log_event=False explicitly: POWERTOOLS_LOGGER_LOG_EVENT=true must not put transcripts in logs.

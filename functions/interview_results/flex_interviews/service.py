@@ -11,16 +11,30 @@ import math
 
 from sqlalchemy.engine import Connection
 
-from flex_interviews import store
+from flex_interviews import page_cursor, store
+from flex_interviews.insights import (
+    expected_keyword_coverage,
+    mean,
+    quartile_positions,
+    quartiles,
+)
 from flex_interviews.schemas import (
+    ApplicantOut,
+    ApplicantsOut,
+    AverageScores,
     CreateInterviewRequest,
     CreateQuestionRequest,
+    InsightsOut,
     InterviewOut,
     InterviewResultsOut,
+    KeywordCount,
     QuestionListOut,
     QuestionOut,
     ResultOut,
     ResultRequest,
+    ScoresStatistics,
+    ScoreStatistics,
+    SessionCounts,
     UpdateInterviewRequest,
 )
 from flex_interviews.summary import summarize
@@ -227,3 +241,114 @@ def list_questions(
             questions=[QuestionOut.model_validate(row) for row in page],
             next_after_id=page[-1]["id"] if len(rows) > limit else None,
         )
+
+
+# --- hiring insights ---------------------------------------------------------------------
+
+TOP_KEYWORDS_PER_CATEGORY = 20
+
+
+def _require_job(connection: Connection, job_id: int) -> None:
+    """404 unless the job was ever created: a job taken out of search keeps its interviews."""
+    if not store.job_exists(connection, job_id):
+        raise NotFound("job", job_id)
+
+
+def list_applicants(job_id: int, *, limit: int, after: str | None) -> ApplicantsOut:
+    """One page of the job's applicants in ranking order, and the cursor of the next."""
+    _require_id("job", job_id)
+    boundary = page_cursor.decode(after, job_id) if after is not None else None
+    with connection_transaction() as connection:
+        _require_job(connection, job_id)
+        # One more than the page: whether there is a next page, without counting.
+        rows = store.applicants_page(
+            connection,
+            job_id,
+            after=(boundary.ranking_key, boundary.applicant_id) if boundary else None,
+            limit=limit + 1,
+        )
+    first_rank = boundary.rank + 1 if boundary else 1
+    page = rows[:limit]
+    applicants = [
+        ApplicantOut(
+            rank=first_rank + offset,
+            applicant_id=row.applicant_id,
+            sessions=row.sessions,
+            completed_sessions=row.completed_sessions,
+            results=row.results,
+            average_overall_score=row.average_overall_score,
+            average_scores=AverageScores(
+                logic=row.average_logic_score,
+                relevance=row.average_relevance_score,
+                technical=row.average_technical_score,
+                communication=row.average_communication_score,
+            ),
+            last_completed_at=row.last_completed_at,
+        )
+        for offset, row in enumerate(page)
+    ]
+    next_cursor = None
+    if len(rows) > limit:
+        last = page[-1]
+        next_cursor = page_cursor.encode(
+            page_cursor.PageCursor(
+                job_id=job_id,
+                ranking_key=last.ranking_key,
+                applicant_id=last.applicant_id,
+                rank=first_rank + limit - 1,
+            )
+        )
+    return ApplicantsOut(job_id=job_id, applicants=applicants, next=next_cursor)
+
+
+def _score_statistics(
+    total: store.ScoreTotal | None, values: dict[int, float]
+) -> ScoreStatistics:
+    count = total.count if total else 0
+    cuts = quartiles(count, values)
+    return ScoreStatistics(
+        count=count,
+        mean=mean(total.total, count) if total else None,
+        p25=cuts.p25,
+        median=cuts.median,
+        p75=cuts.p75,
+    )
+
+
+def job_insights(job_id: int) -> InsightsOut:
+    """What the job's interviews show (all of its sessions and their results), read from the
+    job's aggregates in one snapshot."""
+    _require_id("job", job_id)
+    with connection_transaction() as connection:
+        store.read_consistently(connection)
+        _require_job(connection, job_id)
+        counts = store.job_interview_counts(connection, job_id)
+        totals = store.score_totals(connection, job_id)
+        order_statistics = store.score_order_statistics(
+            connection,
+            job_id,
+            {score: quartile_positions(total.count) for score, total in totals.items()},
+        )
+        keywords = store.top_keywords(connection, job_id, TOP_KEYWORDS_PER_CATEGORY)
+        questions = store.question_keyword_counts(connection, job_id)
+    scores = {
+        score: _score_statistics(totals.get(score), order_statistics.get(score, {}))
+        for score in store.INSIGHT_SCORES
+    }
+    coverage = expected_keyword_coverage(questions)
+    return InsightsOut(
+        job_id=job_id,
+        sessions=SessionCounts(
+            pending=counts.pending,
+            in_progress=counts.in_progress,
+            completed=counts.completed,
+            failed=counts.failed,
+        ),
+        results=counts.results,
+        scores=ScoresStatistics(**scores),
+        top_keywords=[
+            KeywordCount(category=k.category, keyword=k.keyword, count=k.results)
+            for k in keywords
+        ],
+        expected_keyword_coverage=coverage,
+    )

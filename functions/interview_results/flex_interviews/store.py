@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -301,3 +303,220 @@ def list_questions(
         .mappings()
         .all()
     )
+
+
+# --- hiring insights ---------------------------------------------------------------------
+# Read from the per-job aggregates that migration 0004's triggers keep (job_applicant_stats,
+# job_score_counts, job_keyword_counts, job_question_counts, job_question_keyword_counts):
+# never the job's sessions or results themselves.
+
+INSIGHT_SCORES = ("overall", "logic", "relevance", "technical", "communication")
+
+
+def job_exists(connection: Connection, job_id: int) -> bool:
+    """Whether the job was ever created (taken out of search or not)."""
+    found = connection.execute(text("SELECT 1 FROM jobs WHERE id = :job_id"), {"job_id": job_id})
+    return found.first() is not None
+
+
+def read_consistently(connection: Connection) -> None:
+    """The rest of this transaction reads one snapshot (several statements, one moment) and
+    writes nothing. Must come first in the transaction; it ends with it (no session state)."""
+    connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+
+
+@dataclass(frozen=True)
+class ApplicantStanding:
+    applicant_id: int
+    sessions: int
+    completed_sessions: int
+    results: int
+    """Results of the completed sessions."""
+    average_overall_score: float | None
+    average_logic_score: float | None
+    average_relevance_score: float | None
+    average_technical_score: float | None
+    average_communication_score: float | None
+    last_completed_at: datetime | None
+    ranking_key: float
+    """Minus the average overall score, ``inf`` without one: the ranking's ascending order."""
+
+
+def _average(score: str) -> str:
+    return f"({score}_sum / nullif({score}_count, 0))::double precision"
+
+
+_STANDING_COLUMNS = f"""applicant_id,
+    pending_sessions + in_progress_sessions + completed_sessions + failed_sessions,
+    completed_sessions, completed_results,
+    CASE WHEN overall_count > 0 THEN -ranking_key END,
+    {_average("logic")}, {_average("relevance")}, {_average("technical")},
+    {_average("communication")},
+    last_completed_at, ranking_key"""
+
+
+def applicants_page(
+    connection: Connection, job_id: int, *, after: tuple[float, int] | None, limit: int
+) -> list[ApplicantStanding]:
+    """Up to ``limit`` of the job's applicants in ranking order (``ranking_key``, then
+    ``applicant_id``), strictly after the ``(ranking_key, applicant_id)`` boundary when given:
+    one range scan of ``ix_job_applicant_stats_ranking``."""
+    boundary = "AND (ranking_key, applicant_id) > (:after_key, :after_applicant)" if after else ""
+    params: dict[str, Any] = {"job_id": job_id, "limit": limit}
+    if after is not None:
+        params.update(after_key=after[0], after_applicant=after[1])
+    rows = connection.execute(
+        text(
+            f"SELECT {_STANDING_COLUMNS} FROM job_applicant_stats"
+            f" WHERE job_id = :job_id {boundary}"
+            " ORDER BY ranking_key, applicant_id LIMIT :limit"
+        ),
+        params,
+    ).all()
+    return [ApplicantStanding(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class JobInterviewCounts:
+    pending: int
+    in_progress: int
+    completed: int
+    failed: int
+    results: int
+
+
+def job_interview_counts(connection: Connection, job_id: int) -> JobInterviewCounts:
+    """The job's sessions by status and its results, summed over its applicants' rows."""
+    row = connection.execute(
+        text(
+            "SELECT coalesce(sum(pending_sessions), 0), coalesce(sum(in_progress_sessions), 0),"
+            " coalesce(sum(completed_sessions), 0), coalesce(sum(failed_sessions), 0),"
+            " coalesce(sum(results), 0)"
+            " FROM job_applicant_stats WHERE job_id = :job_id"
+        ),
+        {"job_id": job_id},
+    ).one()
+    return JobInterviewCounts(*(int(value) for value in row))
+
+
+@dataclass(frozen=True)
+class ScoreTotal:
+    count: int
+    """Results with this score (not null)."""
+    total: Decimal
+    """Their sum, exact."""
+
+
+def score_totals(connection: Connection, job_id: int) -> dict[str, ScoreTotal]:
+    """Per score name with at least one value: how many results have it and their sum."""
+    rows = connection.execute(
+        text(
+            "SELECT score, sum(results), sum(value::numeric * results)"
+            " FROM job_score_counts WHERE job_id = :job_id GROUP BY score"
+        ),
+        {"job_id": job_id},
+    ).all()
+    return {score: ScoreTotal(int(count), Decimal(total)) for score, count, total in rows}
+
+
+def score_order_statistics(
+    connection: Connection, job_id: int, positions: dict[str, list[int]]
+) -> dict[str, dict[int, float]]:
+    """For each score, its values at the given 0-based positions of the job's sorted values
+    (one pass over that score's distinct values with their running count; never the
+    results)."""
+    wanted = [(score, position) for score, at in positions.items() for position in at]
+    if not wanted:
+        return {}
+    rows = connection.execute(
+        text(
+            """
+WITH wanted AS (
+    SELECT * FROM unnest(CAST(:scores AS text[]), CAST(:positions AS bigint[]))
+        AS w(score, position)
+),
+running AS (
+    SELECT score, value, results,
+           sum(results) OVER (PARTITION BY score ORDER BY value) AS up_to
+    FROM job_score_counts
+    WHERE job_id = :job_id AND score = ANY (CAST(:score_names AS text[]))
+)
+SELECT w.score, w.position, r.value
+FROM running AS r
+JOIN wanted AS w ON w.score = r.score
+WHERE w.position >= r.up_to - r.results AND w.position < r.up_to"""
+        ),
+        {
+            "job_id": job_id,
+            "scores": [score for score, _ in wanted],
+            "positions": [position for _, position in wanted],
+            "score_names": sorted(positions),
+        },
+    ).all()
+    found: dict[str, dict[int, float]] = {score: {} for score in positions}
+    for score, position, value in rows:
+        found[score][int(position)] = float(value)
+    return found
+
+
+@dataclass(frozen=True)
+class KeywordFrequency:
+    category: str
+    keyword: str
+    results: int
+
+
+def top_keywords(connection: Connection, job_id: int, per_category: int) -> list[KeywordFrequency]:
+    """Each category's ``per_category`` most frequent keywords in the job's results, most
+    frequent first, ties by keyword (code point order); categories in code point order."""
+    rows = connection.execute(
+        text(
+            """
+SELECT category, keyword, results FROM (
+    SELECT category, keyword, results,
+           row_number() OVER (PARTITION BY category
+                              ORDER BY results DESC, keyword COLLATE "C") AS place
+    FROM job_keyword_counts WHERE job_id = :job_id
+) AS ranked
+WHERE place <= :per_category
+ORDER BY category COLLATE "C", place"""
+        ),
+        {"job_id": job_id, "per_category": per_category},
+    ).all()
+    return [KeywordFrequency(category, keyword, int(results)) for category, keyword, results in rows]
+
+
+@dataclass(frozen=True)
+class QuestionKeywordCounts:
+    question_id: int
+    results: int
+    """The job's results answering the question."""
+    expected: int
+    """Distinct expected keywords of the question."""
+    found: int
+    """Over those results, how many (result, expected keyword) pairs match."""
+
+
+def question_keyword_counts(connection: Connection, job_id: int) -> list[QuestionKeywordCounts]:
+    """For every question the job's results answer that has expected keywords (as
+    ``question_expected_keywords`` reads them, compared as ``interview_keyword_key``s)."""
+    rows = connection.execute(
+        text(
+            """
+WITH answered AS (
+    SELECT qc.question_id, qc.results, question_expected_keywords(q.expected_keywords) AS expected
+    FROM job_question_counts AS qc
+    JOIN questions AS q ON q.id = qc.question_id
+    WHERE qc.job_id = :job_id AND q.expected_keywords IS NOT NULL
+)
+SELECT a.question_id, a.results, cardinality(a.expected),
+       coalesce((SELECT sum(k.results) FROM job_question_keyword_counts AS k
+                 WHERE k.job_id = :job_id AND k.question_id = a.question_id
+                   AND k.keyword = ANY (a.expected)), 0)
+FROM answered AS a
+WHERE cardinality(a.expected) > 0
+ORDER BY a.question_id"""
+        ),
+        {"job_id": job_id},
+    ).all()
+    return [QuestionKeywordCounts(*(int(value) for value in row)) for row in rows]
