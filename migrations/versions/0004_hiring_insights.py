@@ -410,11 +410,10 @@ def _job_fk(table: str) -> sa.ForeignKeyConstraint:
     )
 
 
-def _results_column(table: str) -> tuple[sa.Column[int], sa.CheckConstraint]:
-    return (
-        sa.Column("results", sa.Integer(), nullable=False),
-        sa.CheckConstraint("results >= 0", name=op.f(f"ck_{table}_results_non_negative")),
-    )
+def _results_column() -> sa.Column[int]:
+    # No CHECK (results >= 0): PostgreSQL checks the row an INSERT ... ON CONFLICT proposes,
+    # and a decrement is proposed as a row of -1 before it becomes an update.
+    return sa.Column("results", sa.Integer(), nullable=False)
 
 
 def _create_tables() -> None:
@@ -463,7 +462,7 @@ def _create_tables() -> None:
         sa.Column("job_id", sa.Integer(), nullable=False),
         sa.Column("score", sa.String(length=16), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
-        *_results_column("job_score_counts"),
+        _results_column(),
         _job_fk("job_score_counts"),
         sa.PrimaryKeyConstraint("job_id", "score", "value", name=op.f("pk_job_score_counts")),
     )
@@ -472,7 +471,7 @@ def _create_tables() -> None:
         sa.Column("job_id", sa.Integer(), nullable=False),
         sa.Column("category", sa.Text(), nullable=False),
         sa.Column("keyword", sa.Text(), nullable=False),
-        *_results_column("job_keyword_counts"),
+        _results_column(),
         _job_fk("job_keyword_counts"),
         sa.PrimaryKeyConstraint(
             "job_id", "category", "keyword", name=op.f("pk_job_keyword_counts")
@@ -482,7 +481,7 @@ def _create_tables() -> None:
         "job_question_counts",
         sa.Column("job_id", sa.Integer(), nullable=False),
         sa.Column("question_id", sa.Integer(), nullable=False),
-        *_results_column("job_question_counts"),
+        _results_column(),
         _job_fk("job_question_counts"),
         sa.PrimaryKeyConstraint("job_id", "question_id", name=op.f("pk_job_question_counts")),
     )
@@ -491,7 +490,7 @@ def _create_tables() -> None:
         sa.Column("job_id", sa.Integer(), nullable=False),
         sa.Column("question_id", sa.Integer(), nullable=False),
         sa.Column("keyword", sa.Text(), nullable=False),
-        *_results_column("job_question_keyword_counts"),
+        _results_column(),
         _job_fk("job_question_keyword_counts"),
         sa.PrimaryKeyConstraint(
             "job_id", "question_id", "keyword", name=op.f("pk_job_question_keyword_counts")

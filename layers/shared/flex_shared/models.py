@@ -309,8 +309,6 @@ class JobScoreCount(Base):
     value: Mapped[float] = mapped_column(Float, primary_key=True)
     results: Mapped[int] = _results_count()
 
-    __table_args__ = (CheckConstraint("results >= 0", name="results_non_negative"),)
-
 
 class JobKeywordCount(Base):
     """How many of the job's results mention ``keyword`` under ``category`` (lower case)."""
@@ -322,8 +320,6 @@ class JobKeywordCount(Base):
     keyword: Mapped[str] = mapped_column(Text, primary_key=True)
     results: Mapped[int] = _results_count()
 
-    __table_args__ = (CheckConstraint("results >= 0", name="results_non_negative"),)
-
 
 class JobQuestionCount(Base):
     """How many of the job's results answer ``question_id``."""
@@ -333,8 +329,6 @@ class JobQuestionCount(Base):
     job_id: Mapped[int] = _job_id_key()
     question_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     results: Mapped[int] = _results_count()
-
-    __table_args__ = (CheckConstraint("results >= 0", name="results_non_negative"),)
 
 
 class JobQuestionKeywordCount(Base):
@@ -347,8 +341,6 @@ class JobQuestionKeywordCount(Base):
     question_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     keyword: Mapped[str] = mapped_column(Text, primary_key=True)
     results: Mapped[int] = _results_count()
-
-    __table_args__ = (CheckConstraint("results >= 0", name="results_non_negative"),)
 
 
 class QuestionEmbedding(Base):
