@@ -270,7 +270,9 @@ def test_malformed_tampered_or_foreign_cursors_are_422_naming_after(
         assert answer.status == 422, (name, answer.body)
         assert fields_named(answer) == {"after"}, name
 
-    foreign = api("GET", f"/jobs/{job_id}/applicants", query={"after": _next_cursor(api, other_job)})
+    foreign = api(
+        "GET", f"/jobs/{job_id}/applicants", query={"after": _next_cursor(api, other_job)}
+    )
     assert foreign.status == 422
     assert f"job {other_job}'s applicants, not job {job_id}'s" in foreign.body["error"]["message"]
 
@@ -341,7 +343,7 @@ def test_score_statistics_agree_with_pythons_statistics(
     # Then each score's statistics are Python's on the same data, nulls skipped
     assert answer.status == 200, answer.body
     for name in SCORE_FIELDS:
-        values = [row[name] for row in rows if row[name] is not None]
+        values = [float(value) for row in rows if (value := row[name]) is not None]
         got = answer.body["scores"][name]
         assert got["count"] == len(values), name
         if not values:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -40,7 +40,8 @@ def _rows(connection: Connection, relation: str, key: str) -> list[tuple[Any, ..
             {"view": relation if relation.endswith("_computed") else f"{relation}_computed"},
         ).scalars()
     )
-    return [tuple(row) for row in connection.execute(text(f"SELECT {columns} FROM {relation} ORDER BY {key}"))]
+    rows = connection.execute(text(f"SELECT {columns} FROM {relation} ORDER BY {key}"))
+    return [tuple(row) for row in rows]
 
 
 def assert_aggregates_match_their_definitions(engine: Engine) -> None:
@@ -107,7 +108,9 @@ def test_every_kind_of_write_keeps_the_aggregates_equal_to_their_definitions(
         results = [_random_result(rng, q) for q in range(rng.randint(0, 3))]
         for result in results:
             result.pop("question_id")
-        interview_id = interview(api, job, applicant, status, results if status != "pending" else [])
+        if status == "pending":
+            results = []
+        interview_id = interview(api, job, applicant, status, results)
         sessions.append((interview_id, applicant))
         if step % 5 == 0:  # a replacement, and a session completed after its results
             target, _ = rng.choice(sessions)
@@ -121,8 +124,10 @@ def test_every_kind_of_write_keeps_the_aggregates_equal_to_their_definitions(
     # and another applicant's sessions with their results (cascade), as erasure may do
     with db_engine.begin() as connection:
         connection.execute(
-            text("DELETE FROM interview_results WHERE id IN (SELECT id FROM interview_results"
-                 " ORDER BY id LIMIT 5)")
+            text(
+                "DELETE FROM interview_results WHERE id IN (SELECT id FROM interview_results"
+                " ORDER BY id LIMIT 5)"
+            )
         )
     assert_aggregates_match_their_definitions(db_engine)
     with db_engine.begin() as connection:
@@ -272,9 +277,9 @@ class Writer(threading.Thread):
 
 
 @pytest.fixture
-def running(db_engine: Engine, api: Api) -> Iterator[tuple[int, int]]:
+def running(db_engine: Engine, api: Api) -> tuple[int, int]:
     job_id = add_job(db_engine)
-    yield job_id, interview(api, job_id, 1, "in_progress", [])
+    return job_id, interview(api, job_id, 1, "in_progress", [])
 
 
 RESULT_INSERT = (

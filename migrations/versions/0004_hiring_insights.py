@@ -178,9 +178,7 @@ GROUP BY r.job_id, r.question_id, k.keyword
 """,
 }
 
-RANKING_KEY = (
-    "coalesce(-(overall_sum / nullif(overall_count, 0))::double precision, 'Infinity')"
-)
+RANKING_KEY = "coalesce(-(overall_sum / nullif(overall_count, 0))::double precision, 'Infinity')"
 """The applicants' order (ascending, then ``applicant_id``): minus the average overall score,
 +Infinity for an applicant without one, so one row comparison pages through the ranking."""
 

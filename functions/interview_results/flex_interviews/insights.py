@@ -59,11 +59,7 @@ def quartiles(count: int, value_at: Mapping[int, float]) -> Quartiles:
         cuts.append((value_at[j] * (QUARTERS - delta) + value_at[j + 1] * delta) / QUARTERS)
     # statistics.median: the middle value, or the mean of the two middle values.
     middle = count // 2
-    median = (
-        value_at[middle]
-        if count % 2 == 1
-        else (value_at[middle - 1] + value_at[middle]) / 2
-    )
+    median = value_at[middle] if count % 2 == 1 else (value_at[middle - 1] + value_at[middle]) / 2
     return Quartiles(cuts[0], median, cuts[1])
 
 

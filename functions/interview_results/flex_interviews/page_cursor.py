@@ -59,8 +59,7 @@ def _refuse(message: str) -> InvalidInput:
 
 
 _NOT_OURS = (
-    "not a cursor of this API (malformed or modified): pass the previous page's `next`"
-    " unchanged"
+    "not a cursor of this API (malformed or modified): pass the previous page's `next` unchanged"
 )
 
 

@@ -301,9 +301,7 @@ def list_applicants(job_id: int, *, limit: int, after: str | None) -> Applicants
     return ApplicantsOut(job_id=job_id, applicants=applicants, next=next_cursor)
 
 
-def _score_statistics(
-    total: store.ScoreTotal | None, values: dict[int, float]
-) -> ScoreStatistics:
+def _score_statistics(total: store.ScoreTotal | None, values: dict[int, float]) -> ScoreStatistics:
     count = total.count if total else 0
     cuts = quartiles(count, values)
     return ScoreStatistics(
@@ -347,8 +345,7 @@ def job_insights(job_id: int) -> InsightsOut:
         results=counts.results,
         scores=ScoresStatistics(**scores),
         top_keywords=[
-            KeywordCount(category=k.category, keyword=k.keyword, count=k.results)
-            for k in keywords
+            KeywordCount(category=k.category, keyword=k.keyword, count=k.results) for k in keywords
         ],
         expected_keyword_coverage=coverage,
     )

@@ -483,7 +483,9 @@ ORDER BY category COLLATE "C", place"""
         ),
         {"job_id": job_id, "per_category": per_category},
     ).all()
-    return [KeywordFrequency(category, keyword, int(results)) for category, keyword, results in rows]
+    return [
+        KeywordFrequency(category, keyword, int(results)) for category, keyword, results in rows
+    ]
 
 
 @dataclass(frozen=True)
