@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from flex_shared.postgres import INT4_MAX
-from flex_shared.schemas import ApiModel, DatabaseId, UtcDatetime
+from flex_shared.schemas import ApiModel, DatabaseId, QuestionOut, UtcDatetime
 from flex_shared.statuses import InterviewStatus
 
 QUESTION_TYPE_MAX_LENGTH = 50  # questions.question_type is VARCHAR(50)
@@ -205,19 +205,6 @@ class CreateQuestionRequest(_Request):
     expected_keywords: Json = None
     evaluation_criteria: Json = None
     difficulty_level: Annotated[int, Field(ge=1, le=5)] | None = None
-
-
-class QuestionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    job_id: int | None
-    question_type: str
-    question_text: str
-    expected_keywords: Any
-    evaluation_criteria: Any
-    difficulty_level: int | None
-    created_at: UtcDatetime
 
 
 class QuestionListOut(BaseModel):

@@ -29,7 +29,6 @@ from flex_interviews.schemas import (
     InterviewResultsOut,
     KeywordCount,
     QuestionListOut,
-    QuestionOut,
     ResultOut,
     ResultRequest,
     ScoresStatistics,
@@ -41,6 +40,7 @@ from flex_interviews.summary import summarize
 from flex_shared.db import connection_transaction
 from flex_shared.errors import Conflict, InvalidInput, NotFound
 from flex_shared.postgres import INT4_MAX
+from flex_shared.schemas import QuestionOut
 from flex_shared.statuses import InterviewStatus
 
 ALLOWED_TRANSITIONS: dict[InterviewStatus, frozenset[InterviewStatus]] = {

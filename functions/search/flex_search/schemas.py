@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictFloat, StrictInt, StrictStr, field_validator
 
 from flex_search.distance import Metric
-from flex_shared.schemas import ApiModel, DatabaseId, UtcDatetime
+from flex_shared.schemas import ApiModel, DatabaseId, QuestionOut, UtcDatetime
 from flex_shared.titan import TITAN_MAX_INPUT_CHARS
 
 SearchMode = Literal["vector", "hybrid", "keyword"]
@@ -66,3 +66,18 @@ class JobResponse(ApiModel):
     chunk_count: int
     created_at: UtcDatetime
     updated_at: UtcDatetime
+
+
+class SuggestedQuestion(ApiModel):
+    question: QuestionOut
+    similarity: float
+    """Cosine similarity of the question to the job description's nearest chunk."""
+    chunk_index: int
+    """That chunk's ``chunk_index``."""
+
+
+class SuggestedQuestionsResponse(ApiModel):
+    job_id: int
+    questions: list[SuggestedQuestion]
+    """The job's own and the general question templates (``job_id`` null), most similar
+    first, ties by question id."""

@@ -1,6 +1,7 @@
 """What the API functions' request and response models share: the request base model, database
-ids and UTC timestamps. Imports pydantic and nothing of the layer but its constants: a schema
-never pulls in the database, SQLAlchemy or the resolver (an import contract checks it).
+ids, UTC timestamps, and the question template as both APIs answer it. Imports pydantic and
+nothing of the layer but its constants: a schema never pulls in the database, SQLAlchemy or the
+resolver (an import contract checks it).
 
 Timestamps: the database stores UTC in ``timestamp without time zone`` columns, so values come
 back naive. Every API answers them as ``2024-05-01T12:34:56.123456Z`` (microseconds always
@@ -11,7 +12,7 @@ reader.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictInt
 
@@ -37,3 +38,19 @@ def utc_isoformat(value: datetime) -> str:
 
 UtcDatetime = Annotated[datetime, PlainSerializer(utc_isoformat, return_type=str, when_used="json")]
 """A response field holding a stored timestamp; serialised by :func:`utc_isoformat`."""
+
+
+class QuestionOut(BaseModel):
+    """A question template, as ``GET /questions/{id}`` answers it and as
+    ``GET /jobs/{job_id}/questions/suggested`` lists it (two functions, one shape)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    job_id: int | None
+    question_type: str
+    question_text: str
+    expected_keywords: Any
+    evaluation_criteria: Any
+    difficulty_level: int | None
+    created_at: UtcDatetime
