@@ -6,7 +6,7 @@ text or the model changes; bad requests refused."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -85,8 +85,8 @@ class CountingEmbedder:
 
 
 @pytest.fixture
-def embedded(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingEmbedder]:
-    yield CountingEmbedder(monkeypatch)
+def embedded(monkeypatch: pytest.MonkeyPatch) -> CountingEmbedder:
+    return CountingEmbedder(monkeypatch)
 
 
 # --- ranking -----------------------------------------------------------------------------
@@ -223,7 +223,8 @@ def test_a_question_is_embedded_once_until_its_text_or_the_model_changes(
         )
         connection.execute(
             text(
-                "UPDATE question_embeddings SET embedding_model = 'old-model' WHERE question_id = :id"
+                "UPDATE question_embeddings SET embedding_model = 'old-model'"
+                " WHERE question_id = :id"
             ),
             {"id": ids[1]},
         )
