@@ -148,6 +148,8 @@ def test_every_sample_event_is_answered_by_the_handler(api: Api, job_id: int) ->
         ("create_question", 201),
         ("list_questions", 200),
         ("get_question", 200),
+        ("get_applicants", 200),
+        ("get_insights", 200),
     ]
     answers = {}
     for name, status in expected:
@@ -161,6 +163,12 @@ def test_every_sample_event_is_answered_by_the_handler(api: Api, job_id: int) ->
     assert answers["get_results"]["results"][0]["overall_score"] == 86.375
     assert [q["id"] for q in answers["list_questions"]["questions"]] == [1]
     assert answers["get_question"]["question_type"] == "technical"
+    # the session is still running: applicant 123 is counted, not yet averaged
+    (applicant,) = answers["get_applicants"]["applicants"]
+    assert (applicant["applicant_id"], applicant["sessions"]) == (123, 1)
+    assert applicant["average_overall_score"] is None
+    assert answers["get_insights"]["sessions"]["in_progress"] == 1
+    assert answers["get_insights"]["scores"]["overall"]["median"] == 86.375
 
 
 # --- sessions ----------------------------------------------------------------------------
