@@ -6,6 +6,7 @@ keywords, the expected keywords' coverage), and the bad requests both refuse."""
 from __future__ import annotations
 
 import base64
+import importlib
 import random
 import statistics
 from collections.abc import Callable
@@ -356,6 +357,15 @@ def test_score_statistics_agree_with_pythons_statistics(
         else:
             p25 = p75 = values[0]
         assert (got["p25"], got["p75"]) == (p25, p75), name
+
+    # and the database read exactly the order statistics those formulas need, no more
+    insights = importlib.import_module("flex_interviews.insights")
+    store = importlib.import_module("flex_interviews.store")
+    with db_engine.connect() as connection:
+        read = store.job_insights(connection, job_id, 20).order_statistics
+    for name in SCORE_FIELDS:
+        expected = insights.quartile_positions(answer.body["scores"][name]["count"])
+        assert sorted(read[name]) == expected, name
 
 
 def test_insights_count_every_session_and_result_of_the_job(api: Api, job_id: int) -> None:

@@ -6,9 +6,10 @@ question templates' embeddings.
 never the results themselves:
 
 - ``job_applicant_stats``, one row per (job, applicant): sessions by status, result counts, the
-  sums and counts of each score over the results of completed sessions, the last completion,
-  and ``ranking_key`` (minus the average overall score; +Infinity without one), indexed with
-  the job and the applicant id in the ranking's order, so a page is an index range scan.
+  exact (numeric) sums and counts of each score over the results of completed sessions (the
+  ranking) and of all sessions (the job's means), the last completion, and ``ranking_key``
+  (minus the average overall score; +Infinity without one), indexed with the job and the
+  applicant id in the ranking's order, so a page is an index range scan.
 - ``job_score_counts``: how many of the job's results have each value of each score (the
   order statistics are read from it: percentiles without sorting 100,000 scores).
 - ``job_keyword_counts``: per category, how many of the job's results mention each keyword.
@@ -57,6 +58,14 @@ depends_on: str | Sequence[str] | None = None
 
 SCORES = ("overall", "logic", "relevance", "technical", "communication")
 """The scores of a result (``<name>_score`` columns), as the aggregates name them."""
+
+AGGREGATE_TABLES = (
+    "job_applicant_stats",
+    "job_score_counts",
+    "job_keyword_counts",
+    "job_question_counts",
+    "job_question_keyword_counts",
+)
 
 KEYWORD_KEY_MAX_CHARS = 200
 """Keywords and categories are counted by this many first characters: a B-tree key must stay
@@ -136,6 +145,12 @@ SELECT s.job_id, s.applicant_id,
         f"::integer AS {score}_count"
         for score in SCORES
     )
+    + ",\n"
+    + ",\n".join(
+        f"       sum(r.{score}_sum) AS all_{score}_sum,"
+        f" coalesce(sum(r.{score}_count), 0)::integer AS all_{score}_count"
+        for score in SCORES
+    )
     + """,
        max(s.completed_at) FILTER (WHERE s.status = 'completed') AS last_completed_at
 FROM interview_sessions AS s
@@ -190,37 +205,35 @@ _STATS_COLUMNS = [
     "results",
     "completed_results",
     *(f"{score}_{part}" for score in SCORES for part in ("sum", "count")),
+    *(f"all_{score}_{part}" for score in SCORES for part in ("sum", "count")),
     "last_completed_at",
 ]
 
 REFRESH_APPLICANT_FUNCTION = f"""
 CREATE FUNCTION refresh_job_applicant_stats(p_job_id integer, p_applicant_id integer)
     RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    computed job_applicant_stats_computed%ROWTYPE;
 BEGIN
     -- Lock the pair's row first (creating it if need be), then read its sessions and results:
     -- each statement here takes a new snapshot, so a writer that waited for the lock sees what
     -- the one before it committed, and no update is lost. A row deleted by the writer we
     -- waited for (its last session erased) is created again.
     LOOP
-        INSERT INTO job_applicant_stats (job_id, applicant_id)
-        VALUES (p_job_id, p_applicant_id) ON CONFLICT DO NOTHING;
         PERFORM 1 FROM job_applicant_stats
         WHERE job_id = p_job_id AND applicant_id = p_applicant_id FOR UPDATE;
         EXIT WHEN FOUND;
+        INSERT INTO job_applicant_stats (job_id, applicant_id)
+        VALUES (p_job_id, p_applicant_id) ON CONFLICT DO NOTHING;
     END LOOP;
-    SELECT * INTO computed FROM job_applicant_stats_computed
-    WHERE job_id = p_job_id AND applicant_id = p_applicant_id;
+    UPDATE job_applicant_stats AS t SET
+        {", ".join(f"{column} = c.{column}" for column in _STATS_COLUMNS)}
+    FROM job_applicant_stats_computed AS c
+    WHERE c.job_id = p_job_id AND c.applicant_id = p_applicant_id
+      AND t.job_id = p_job_id AND t.applicant_id = p_applicant_id;
     IF NOT FOUND THEN
         -- No session left (erased): nothing of the applicant stays in the job's aggregates.
         DELETE FROM job_applicant_stats
         WHERE job_id = p_job_id AND applicant_id = p_applicant_id;
-        RETURN;
     END IF;
-    UPDATE job_applicant_stats SET
-        {", ".join(f"{column} = computed.{column}" for column in _STATS_COLUMNS)}
-    WHERE job_id = p_job_id AND applicant_id = p_applicant_id;
 END
 $$
 """
@@ -268,6 +281,7 @@ CREATE FUNCTION interview_results_track() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     old_job integer;  -- NULL on INSERT: the old row contributes nothing
     new_job integer;  -- NULL on DELETE
+    moved boolean;  -- the row counts for another (job, question) than before, or is new/gone
 BEGIN
     IF TG_OP <> 'INSERT' THEN old_job := OLD.job_id; END IF;
     IF TG_OP <> 'DELETE' THEN new_job := NEW.job_id; END IF;
@@ -285,77 +299,114 @@ BEGIN
     END IF;
 
     -- Counts per score value, keyword and question: old row -1, new row +1, net changes only,
-    -- in key order (writers lock rows in one order: no deadlock between them).
-    INSERT INTO job_score_counts AS t (job_id, score, value, results)
-    SELECT d.job_id, d.score, d.value, sum(d.delta)
-    FROM (SELECT old_job AS job_id, s.score, s.value, -1 AS delta
-          FROM interview_result_scores({_SCORE_ARGUMENTS.format(row="OLD")}) AS s
-          WHERE old_job IS NOT NULL
-          UNION ALL
-          SELECT new_job, s.score, s.value, 1
-          FROM interview_result_scores({_SCORE_ARGUMENTS.format(row="NEW")}) AS s
-          WHERE new_job IS NOT NULL) AS d
-    GROUP BY d.job_id, d.score, d.value
-    HAVING sum(d.delta) <> 0
-    ORDER BY d.job_id, d.score, d.value
-    ON CONFLICT (job_id, score, value) DO UPDATE SET results = t.results + EXCLUDED.results;
+    -- in key order (writers lock rows in one order: no deadlock between them). Each statement
+    -- runs only when its part of the row changed (a replacement often changes little).
+    moved := TG_OP <> 'UPDATE' OR old_job IS DISTINCT FROM new_job
+             OR OLD.question_id IS DISTINCT FROM NEW.question_id;
+    IF moved OR ({_SCORE_ARGUMENTS.format(row="OLD")})
+                IS DISTINCT FROM ({_SCORE_ARGUMENTS.format(row="NEW")}) THEN
+        INSERT INTO job_score_counts AS t (job_id, score, value, results)
+        SELECT d.job_id, d.score, d.value, sum(d.delta)
+        FROM (SELECT old_job AS job_id, s.score, s.value, -1 AS delta
+              FROM interview_result_scores({_SCORE_ARGUMENTS.format(row="OLD")}) AS s
+              WHERE old_job IS NOT NULL
+              UNION ALL
+              SELECT new_job, s.score, s.value, 1
+              FROM interview_result_scores({_SCORE_ARGUMENTS.format(row="NEW")}) AS s
+              WHERE new_job IS NOT NULL) AS d
+        GROUP BY d.job_id, d.score, d.value
+        HAVING sum(d.delta) <> 0
+        ORDER BY d.job_id, d.score, d.value
+        ON CONFLICT (job_id, score, value) DO UPDATE SET results = t.results + EXCLUDED.results;
+        IF old_job IS NOT NULL THEN  -- only the old row's values can have fallen to zero
+            DELETE FROM job_score_counts
+            WHERE job_id = old_job AND results = 0 AND (score, value) IN (
+                SELECT s.score, s.value
+                FROM interview_result_scores({_SCORE_ARGUMENTS.format(row="OLD")}) AS s);
+        END IF;
+    END IF;
 
-    INSERT INTO job_keyword_counts AS t (job_id, category, keyword, results)
-    SELECT d.job_id, d.category, d.keyword, sum(d.delta)
-    FROM (SELECT old_job AS job_id, k.category, k.keyword, -1 AS delta
-          FROM interview_result_keywords(OLD.keywords) AS k WHERE old_job IS NOT NULL
-          UNION ALL
-          SELECT new_job, k.category, k.keyword, 1
-          FROM interview_result_keywords(NEW.keywords) AS k WHERE new_job IS NOT NULL) AS d
-    GROUP BY d.job_id, d.category, d.keyword
-    HAVING sum(d.delta) <> 0
-    ORDER BY d.job_id, d.category, d.keyword
-    ON CONFLICT (job_id, category, keyword) DO UPDATE SET results = t.results + EXCLUDED.results;
+    IF (moved OR OLD.keywords IS DISTINCT FROM NEW.keywords)
+       AND (OLD.keywords IS NOT NULL OR NEW.keywords IS NOT NULL) THEN
+        INSERT INTO job_keyword_counts AS t (job_id, category, keyword, results)
+        SELECT d.job_id, d.category, d.keyword, sum(d.delta)
+        FROM (SELECT old_job AS job_id, k.category, k.keyword, -1 AS delta
+              FROM interview_result_keywords(OLD.keywords) AS k WHERE old_job IS NOT NULL
+              UNION ALL
+              SELECT new_job, k.category, k.keyword, 1
+              FROM interview_result_keywords(NEW.keywords) AS k WHERE new_job IS NOT NULL) AS d
+        GROUP BY d.job_id, d.category, d.keyword
+        HAVING sum(d.delta) <> 0
+        ORDER BY d.job_id, d.category, d.keyword
+        ON CONFLICT (job_id, category, keyword)
+            DO UPDATE SET results = t.results + EXCLUDED.results;
 
-    INSERT INTO job_question_counts AS t (job_id, question_id, results)
-    SELECT d.job_id, d.question_id, sum(d.delta)
-    FROM (SELECT old_job AS job_id, OLD.question_id AS question_id, -1 AS delta
-          WHERE old_job IS NOT NULL
-          UNION ALL
-          SELECT new_job, NEW.question_id, 1 WHERE new_job IS NOT NULL) AS d
-    GROUP BY d.job_id, d.question_id
-    HAVING sum(d.delta) <> 0
-    ORDER BY d.job_id, d.question_id
-    ON CONFLICT (job_id, question_id) DO UPDATE SET results = t.results + EXCLUDED.results;
+        INSERT INTO job_question_keyword_counts AS t (job_id, question_id, keyword, results)
+        SELECT d.job_id, d.question_id, d.keyword, sum(d.delta)
+        FROM (SELECT old_job AS job_id, OLD.question_id AS question_id, k.keyword, -1 AS delta
+              FROM interview_result_keyword_set(OLD.keywords) AS k WHERE old_job IS NOT NULL
+              UNION ALL
+              SELECT new_job, NEW.question_id, k.keyword, 1
+              FROM interview_result_keyword_set(NEW.keywords) AS k
+              WHERE new_job IS NOT NULL) AS d
+        GROUP BY d.job_id, d.question_id, d.keyword
+        HAVING sum(d.delta) <> 0
+        ORDER BY d.job_id, d.question_id, d.keyword
+        ON CONFLICT (job_id, question_id, keyword)
+            DO UPDATE SET results = t.results + EXCLUDED.results;
 
-    INSERT INTO job_question_keyword_counts AS t (job_id, question_id, keyword, results)
-    SELECT d.job_id, d.question_id, d.keyword, sum(d.delta)
-    FROM (SELECT old_job AS job_id, OLD.question_id AS question_id, k.keyword, -1 AS delta
-          FROM interview_result_keyword_set(OLD.keywords) AS k WHERE old_job IS NOT NULL
-          UNION ALL
-          SELECT new_job, NEW.question_id, k.keyword, 1
-          FROM interview_result_keyword_set(NEW.keywords) AS k WHERE new_job IS NOT NULL) AS d
-    GROUP BY d.job_id, d.question_id, d.keyword
-    HAVING sum(d.delta) <> 0
-    ORDER BY d.job_id, d.question_id, d.keyword
-    ON CONFLICT (job_id, question_id, keyword)
-        DO UPDATE SET results = t.results + EXCLUDED.results;
+        IF old_job IS NOT NULL THEN
+            DELETE FROM job_keyword_counts
+            WHERE job_id = old_job AND results = 0 AND (category, keyword) IN (
+                SELECT k.category, k.keyword FROM interview_result_keywords(OLD.keywords) AS k);
+            DELETE FROM job_question_keyword_counts
+            WHERE job_id = old_job AND question_id = OLD.question_id AND results = 0
+              AND keyword IN (
+                  SELECT k.keyword FROM interview_result_keyword_set(OLD.keywords) AS k);
+        END IF;
+    END IF;
 
-    -- Only the old row's keys can have fallen to zero.
-    IF old_job IS NOT NULL THEN
-        DELETE FROM job_score_counts
-        WHERE job_id = old_job AND results = 0 AND (score, value) IN (
-            SELECT s.score, s.value
-            FROM interview_result_scores({_SCORE_ARGUMENTS.format(row="OLD")}) AS s);
-        DELETE FROM job_keyword_counts
-        WHERE job_id = old_job AND results = 0 AND (category, keyword) IN (
-            SELECT k.category, k.keyword FROM interview_result_keywords(OLD.keywords) AS k);
-        DELETE FROM job_question_counts
-        WHERE job_id = old_job AND question_id = OLD.question_id AND results = 0;
-        DELETE FROM job_question_keyword_counts
-        WHERE job_id = old_job AND question_id = OLD.question_id AND results = 0
-          AND keyword IN (SELECT k.keyword FROM interview_result_keyword_set(OLD.keywords) AS k);
+    IF moved THEN
+        INSERT INTO job_question_counts AS t (job_id, question_id, results)
+        SELECT d.job_id, d.question_id, sum(d.delta)
+        FROM (SELECT old_job AS job_id, OLD.question_id AS question_id, -1 AS delta
+              WHERE old_job IS NOT NULL
+              UNION ALL
+              SELECT new_job, NEW.question_id, 1 WHERE new_job IS NOT NULL) AS d
+        GROUP BY d.job_id, d.question_id
+        HAVING sum(d.delta) <> 0
+        ORDER BY d.job_id, d.question_id
+        ON CONFLICT (job_id, question_id) DO UPDATE SET results = t.results + EXCLUDED.results;
+        IF old_job IS NOT NULL THEN
+            DELETE FROM job_question_counts
+            WHERE job_id = old_job AND question_id = OLD.question_id AND results = 0;
+        END IF;
     END IF;
     RETURN NULL;
 END
 $$
 """,
 ]
+
+TRUNCATE_FUNCTION = f"""
+CREATE FUNCTION truncate_interview_aggregates() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE {
+    ", ".join(
+        (
+            "job_applicant_stats",
+            "job_score_counts",
+            "job_keyword_counts",
+            "job_question_counts",
+            "job_question_keyword_counts",
+        )
+    )
+};
+    RETURN NULL;
+END
+$$
+"""
+"""TRUNCATE fires no row trigger: emptying the interview tables empties their aggregates."""
 
 TRIGGERS = [
     (
@@ -390,6 +441,15 @@ TRIGGERS = [
         "AFTER INSERT OR UPDATE OR DELETE ON interview_results FOR EACH ROW"
         " EXECUTE FUNCTION interview_results_track()",
     ),
+    *(
+        (
+            f"{table}_truncate",
+            table,
+            f"AFTER TRUNCATE ON {table} FOR EACH STATEMENT"
+            " EXECUTE FUNCTION truncate_interview_aggregates()",
+        )
+        for table in ("interview_sessions", "interview_results")
+    ),
 ]
 
 AGGREGATE_COLUMNS = {
@@ -402,10 +462,12 @@ AGGREGATE_COLUMNS = {
 """Each aggregate table and the columns it shares with its ``<table>_computed`` view."""
 
 
-def _job_fk(table: str) -> sa.ForeignKeyConstraint:
-    return sa.ForeignKeyConstraint(
-        ["job_id"], ["jobs.id"], name=op.f(f"fk_{table}_job_id_jobs"), ondelete="CASCADE"
-    )
+_AGGREGATE_STORAGE = {"fillfactor": "80"}
+# The text keys of the aggregates use the "C" collation: byte order is the order the API
+# answers in (code points), and sorting or matching thousands of keys per request stays cheap
+# (no locale-aware comparison).
+"""Aggregate rows are updated in place all the time: room on each page keeps those updates HOT
+(no new index entries) and the tables compact."""
 
 
 def _results_column() -> sa.Column[int]:
@@ -432,11 +494,15 @@ def _create_tables() -> None:
         ),
         *(
             column
+            for prefix in ("", "all_")
             for score in SCORES
             for column in (
-                sa.Column(f"{score}_sum", sa.Numeric(), nullable=True),
+                sa.Column(f"{prefix}{score}_sum", sa.Numeric(), nullable=True),
                 sa.Column(
-                    f"{score}_count", sa.Integer(), server_default=sa.text("0"), nullable=False
+                    f"{prefix}{score}_count",
+                    sa.Integer(),
+                    server_default=sa.text("0"),
+                    nullable=False,
                 ),
             )
         ),
@@ -447,8 +513,8 @@ def _create_tables() -> None:
             sa.Computed(RANKING_KEY, persisted=True),
             nullable=False,
         ),
-        _job_fk("job_applicant_stats"),
         sa.PrimaryKeyConstraint("job_id", "applicant_id", name=op.f("pk_job_applicant_stats")),
+        postgresql_with=_AGGREGATE_STORAGE,
     )
     op.create_index(
         "ix_job_applicant_stats_ranking",
@@ -458,41 +524,41 @@ def _create_tables() -> None:
     op.create_table(
         "job_score_counts",
         sa.Column("job_id", sa.Integer(), nullable=False),
-        sa.Column("score", sa.String(length=16), nullable=False),
+        sa.Column("score", sa.String(length=16, collation="C"), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
         _results_column(),
-        _job_fk("job_score_counts"),
         sa.PrimaryKeyConstraint("job_id", "score", "value", name=op.f("pk_job_score_counts")),
+        postgresql_with=_AGGREGATE_STORAGE,
     )
     op.create_table(
         "job_keyword_counts",
         sa.Column("job_id", sa.Integer(), nullable=False),
-        sa.Column("category", sa.Text(), nullable=False),
-        sa.Column("keyword", sa.Text(), nullable=False),
+        sa.Column("category", sa.Text(collation="C"), nullable=False),
+        sa.Column("keyword", sa.Text(collation="C"), nullable=False),
         _results_column(),
-        _job_fk("job_keyword_counts"),
         sa.PrimaryKeyConstraint(
             "job_id", "category", "keyword", name=op.f("pk_job_keyword_counts")
         ),
+        postgresql_with=_AGGREGATE_STORAGE,
     )
     op.create_table(
         "job_question_counts",
         sa.Column("job_id", sa.Integer(), nullable=False),
         sa.Column("question_id", sa.Integer(), nullable=False),
         _results_column(),
-        _job_fk("job_question_counts"),
         sa.PrimaryKeyConstraint("job_id", "question_id", name=op.f("pk_job_question_counts")),
+        postgresql_with=_AGGREGATE_STORAGE,
     )
     op.create_table(
         "job_question_keyword_counts",
         sa.Column("job_id", sa.Integer(), nullable=False),
         sa.Column("question_id", sa.Integer(), nullable=False),
-        sa.Column("keyword", sa.Text(), nullable=False),
+        sa.Column("keyword", sa.Text(collation="C"), nullable=False),
         _results_column(),
-        _job_fk("job_question_keyword_counts"),
         sa.PrimaryKeyConstraint(
             "job_id", "question_id", "keyword", name=op.f("pk_job_question_keyword_counts")
         ),
+        postgresql_with=_AGGREGATE_STORAGE,
     )
     op.create_table(
         "question_embeddings",
@@ -535,7 +601,7 @@ def upgrade() -> None:
     for name, query in VIEWS.items():
         op.execute(f"CREATE VIEW {name} AS {query}")
     op.execute(REFRESH_APPLICANT_FUNCTION)
-    for statement in SESSION_TRIGGER_FUNCTIONS + RESULT_TRIGGER_FUNCTIONS:
+    for statement in [*SESSION_TRIGGER_FUNCTIONS, *RESULT_TRIGGER_FUNCTIONS, TRUNCATE_FUNCTION]:
         op.execute(statement)
     for name, _table, definition in TRIGGERS:
         op.execute(f"CREATE TRIGGER {name} {definition}")
@@ -551,6 +617,7 @@ def downgrade() -> None:
     for name, table, _definition in TRIGGERS:
         op.execute(f"DROP TRIGGER {name} ON {table}")
     for function in (
+        "truncate_interview_aggregates()",
         "interview_results_track()",
         "interview_results_set_job()",
         "interview_sessions_track()",

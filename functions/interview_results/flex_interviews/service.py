@@ -12,12 +12,7 @@ import math
 from sqlalchemy.engine import Connection
 
 from flex_interviews import page_cursor, store
-from flex_interviews.insights import (
-    expected_keyword_coverage,
-    mean,
-    quartile_positions,
-    quartiles,
-)
+from flex_interviews.insights import expected_keyword_coverage, mean, quartiles
 from flex_interviews.schemas import (
     ApplicantOut,
     ApplicantsOut,
@@ -248,18 +243,12 @@ def list_questions(
 TOP_KEYWORDS_PER_CATEGORY = 20
 
 
-def _require_job(connection: Connection, job_id: int) -> None:
-    """404 unless the job was ever created: a job taken out of search keeps its interviews."""
-    if not store.job_exists(connection, job_id):
-        raise NotFound("job", job_id)
-
-
 def list_applicants(job_id: int, *, limit: int, after: str | None) -> ApplicantsOut:
-    """One page of the job's applicants in ranking order, and the cursor of the next."""
+    """One page of the job's applicants in ranking order, and the cursor of the next. 404 for
+    a job that never existed; a job taken out of search keeps its applicants."""
     _require_id("job", job_id)
     boundary = page_cursor.decode(after, job_id) if after is not None else None
     with connection_transaction() as connection:
-        _require_job(connection, job_id)
         # One more than the page: whether there is a next page, without counting.
         rows = store.applicants_page(
             connection,
@@ -267,6 +256,8 @@ def list_applicants(job_id: int, *, limit: int, after: str | None) -> Applicants
             after=(boundary.ranking_key, boundary.applicant_id) if boundary else None,
             limit=limit + 1,
         )
+    if rows is None:
+        raise NotFound("job", job_id)
     first_rank = boundary.rank + 1 if boundary else 1
     page = rows[:limit]
     applicants = [
@@ -301,12 +292,11 @@ def list_applicants(job_id: int, *, limit: int, after: str | None) -> Applicants
     return ApplicantsOut(job_id=job_id, applicants=applicants, next=next_cursor)
 
 
-def _score_statistics(total: store.ScoreTotal | None, values: dict[int, float]) -> ScoreStatistics:
-    count = total.count if total else 0
-    cuts = quartiles(count, values)
+def _score_statistics(total: store.ScoreTotal, values: dict[int, float]) -> ScoreStatistics:
+    cuts = quartiles(total.count, values)
     return ScoreStatistics(
-        count=count,
-        mean=mean(total.total, count) if total else None,
+        count=total.count,
+        mean=mean(total.total, total.count),
         p25=cuts.p25,
         median=cuts.median,
         p75=cuts.p75,
@@ -315,37 +305,30 @@ def _score_statistics(total: store.ScoreTotal | None, values: dict[int, float]) 
 
 def job_insights(job_id: int) -> InsightsOut:
     """What the job's interviews show (all of its sessions and their results), read from the
-    job's aggregates in one snapshot."""
+    job's aggregates in one statement. 404 for a job that never existed; a job taken out of
+    search keeps its insights."""
     _require_id("job", job_id)
     with connection_transaction() as connection:
-        store.read_consistently(connection)
-        _require_job(connection, job_id)
-        counts = store.job_interview_counts(connection, job_id)
-        totals = store.score_totals(connection, job_id)
-        order_statistics = store.score_order_statistics(
-            connection,
-            job_id,
-            {score: quartile_positions(total.count) for score, total in totals.items()},
-        )
-        keywords = store.top_keywords(connection, job_id, TOP_KEYWORDS_PER_CATEGORY)
-        questions = store.question_keyword_counts(connection, job_id)
+        insights = store.job_insights(connection, job_id, TOP_KEYWORDS_PER_CATEGORY)
+    if insights is None:
+        raise NotFound("job", job_id)
     scores = {
-        score: _score_statistics(totals.get(score), order_statistics.get(score, {}))
-        for score in store.INSIGHT_SCORES
+        score: _score_statistics(total, insights.order_statistics[score])
+        for score, total in insights.scores.items()
     }
-    coverage = expected_keyword_coverage(questions)
     return InsightsOut(
         job_id=job_id,
         sessions=SessionCounts(
-            pending=counts.pending,
-            in_progress=counts.in_progress,
-            completed=counts.completed,
-            failed=counts.failed,
+            pending=insights.pending,
+            in_progress=insights.in_progress,
+            completed=insights.completed,
+            failed=insights.failed,
         ),
-        results=counts.results,
+        results=insights.results,
         scores=ScoresStatistics(**scores),
         top_keywords=[
-            KeywordCount(category=k.category, keyword=k.keyword, count=k.results) for k in keywords
+            KeywordCount(category=k.category, keyword=k.keyword, count=k.results)
+            for k in insights.top_keywords
         ],
-        expected_keyword_coverage=coverage,
+        expected_keyword_coverage=expected_keyword_coverage(insights.questions),
     )

@@ -308,21 +308,9 @@ def list_questions(
 # --- hiring insights ---------------------------------------------------------------------
 # Read from the per-job aggregates that migration 0004's triggers keep (job_applicant_stats,
 # job_score_counts, job_keyword_counts, job_question_counts, job_question_keyword_counts):
-# never the job's sessions or results themselves.
+# never the job's sessions or results themselves. Each route is one or two statements.
 
 INSIGHT_SCORES = ("overall", "logic", "relevance", "technical", "communication")
-
-
-def job_exists(connection: Connection, job_id: int) -> bool:
-    """Whether the job was ever created (taken out of search or not)."""
-    found = connection.execute(text("SELECT 1 FROM jobs WHERE id = :job_id"), {"job_id": job_id})
-    return found.first() is not None
-
-
-def read_consistently(connection: Connection) -> None:
-    """The rest of this transaction reads one snapshot (several statements, one moment) and
-    writes nothing. Must come first in the transaction; it ends with it (no session state)."""
-    connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
 
 
 @dataclass(frozen=True)
@@ -347,56 +335,46 @@ def _average(score: str) -> str:
 
 
 _STANDING_COLUMNS = f"""applicant_id,
-    pending_sessions + in_progress_sessions + completed_sessions + failed_sessions,
-    completed_sessions, completed_results,
-    CASE WHEN overall_count > 0 THEN -ranking_key END,
-    {_average("logic")}, {_average("relevance")}, {_average("technical")},
-    {_average("communication")},
-    last_completed_at, ranking_key"""
+        pending_sessions + in_progress_sessions + completed_sessions + failed_sessions
+            AS sessions,
+        completed_sessions, completed_results,
+        CASE WHEN overall_count > 0 THEN -ranking_key END AS average_overall_score,
+        {_average("logic")} AS average_logic, {_average("relevance")} AS average_relevance,
+        {_average("technical")} AS average_technical,
+        {_average("communication")} AS average_communication,
+        last_completed_at, ranking_key"""
 
 
 def applicants_page(
     connection: Connection, job_id: int, *, after: tuple[float, int] | None, limit: int
-) -> list[ApplicantStanding]:
+) -> list[ApplicantStanding] | None:
     """Up to ``limit`` of the job's applicants in ranking order (``ranking_key``, then
     ``applicant_id``), strictly after the ``(ranking_key, applicant_id)`` boundary when given:
-    one range scan of ``ix_job_applicant_stats_ranking``."""
+    one range scan of ``ix_job_applicant_stats_ranking``. None when the job never existed (a job
+    taken out of search still has its applicants)."""
     boundary = "AND (ranking_key, applicant_id) > (:after_key, :after_applicant)" if after else ""
     params: dict[str, Any] = {"job_id": job_id, "limit": limit}
     if after is not None:
         params.update(after_key=after[0], after_applicant=after[1])
     rows = connection.execute(
         text(
-            f"SELECT {_STANDING_COLUMNS} FROM job_applicant_stats"
-            f" WHERE job_id = :job_id {boundary}"
-            " ORDER BY ranking_key, applicant_id LIMIT :limit"
+            f"""
+SELECT a.* FROM jobs AS j
+LEFT JOIN LATERAL (
+    SELECT {_STANDING_COLUMNS}
+    FROM job_applicant_stats
+    WHERE job_id = j.id {boundary}
+    ORDER BY ranking_key, applicant_id
+    LIMIT :limit
+) AS a ON TRUE
+WHERE j.id = :job_id
+ORDER BY a.ranking_key, a.applicant_id"""
         ),
         params,
     ).all()
-    return [ApplicantStanding(*row) for row in rows]
-
-
-@dataclass(frozen=True)
-class JobInterviewCounts:
-    pending: int
-    in_progress: int
-    completed: int
-    failed: int
-    results: int
-
-
-def job_interview_counts(connection: Connection, job_id: int) -> JobInterviewCounts:
-    """The job's sessions by status and its results, summed over its applicants' rows."""
-    row = connection.execute(
-        text(
-            "SELECT coalesce(sum(pending_sessions), 0), coalesce(sum(in_progress_sessions), 0),"
-            " coalesce(sum(completed_sessions), 0), coalesce(sum(failed_sessions), 0),"
-            " coalesce(sum(results), 0)"
-            " FROM job_applicant_stats WHERE job_id = :job_id"
-        ),
-        {"job_id": job_id},
-    ).one()
-    return JobInterviewCounts(*(int(value) for value in row))
+    if not rows:
+        return None
+    return [ApplicantStanding(*row) for row in rows if row[0] is not None]
 
 
 @dataclass(frozen=True)
@@ -407,85 +385,11 @@ class ScoreTotal:
     """Their sum, exact."""
 
 
-def score_totals(connection: Connection, job_id: int) -> dict[str, ScoreTotal]:
-    """Per score name with at least one value: how many results have it and their sum."""
-    rows = connection.execute(
-        text(
-            "SELECT score, sum(results), sum(value::numeric * results)"
-            " FROM job_score_counts WHERE job_id = :job_id GROUP BY score"
-        ),
-        {"job_id": job_id},
-    ).all()
-    return {score: ScoreTotal(int(count), Decimal(total)) for score, count, total in rows}
-
-
-def score_order_statistics(
-    connection: Connection, job_id: int, positions: dict[str, list[int]]
-) -> dict[str, dict[int, float]]:
-    """For each score, its values at the given 0-based positions of the job's sorted values
-    (one pass over that score's distinct values with their running count; never the
-    results)."""
-    wanted = [(score, position) for score, at in positions.items() for position in at]
-    if not wanted:
-        return {}
-    rows = connection.execute(
-        text(
-            """
-WITH wanted AS (
-    SELECT * FROM unnest(CAST(:scores AS text[]), CAST(:positions AS bigint[]))
-        AS w(score, position)
-),
-running AS (
-    SELECT score, value, results,
-           sum(results) OVER (PARTITION BY score ORDER BY value) AS up_to
-    FROM job_score_counts
-    WHERE job_id = :job_id AND score = ANY (CAST(:score_names AS text[]))
-)
-SELECT w.score, w.position, r.value
-FROM running AS r
-JOIN wanted AS w ON w.score = r.score
-WHERE w.position >= r.up_to - r.results AND w.position < r.up_to"""
-        ),
-        {
-            "job_id": job_id,
-            "scores": [score for score, _ in wanted],
-            "positions": [position for _, position in wanted],
-            "score_names": sorted(positions),
-        },
-    ).all()
-    found: dict[str, dict[int, float]] = {score: {} for score in positions}
-    for score, position, value in rows:
-        found[score][int(position)] = float(value)
-    return found
-
-
 @dataclass(frozen=True)
 class KeywordFrequency:
     category: str
     keyword: str
     results: int
-
-
-def top_keywords(connection: Connection, job_id: int, per_category: int) -> list[KeywordFrequency]:
-    """Each category's ``per_category`` most frequent keywords in the job's results, most
-    frequent first, ties by keyword (code point order); categories in code point order."""
-    rows = connection.execute(
-        text(
-            """
-SELECT category, keyword, results FROM (
-    SELECT category, keyword, results,
-           row_number() OVER (PARTITION BY category
-                              ORDER BY results DESC, keyword COLLATE "C") AS place
-    FROM job_keyword_counts WHERE job_id = :job_id
-) AS ranked
-WHERE place <= :per_category
-ORDER BY category COLLATE "C", place"""
-        ),
-        {"job_id": job_id, "per_category": per_category},
-    ).all()
-    return [
-        KeywordFrequency(category, keyword, int(results)) for category, keyword, results in rows
-    ]
 
 
 @dataclass(frozen=True)
@@ -499,26 +403,125 @@ class QuestionKeywordCounts:
     """Over those results, how many (result, expected keyword) pairs match."""
 
 
-def question_keyword_counts(connection: Connection, job_id: int) -> list[QuestionKeywordCounts]:
-    """For every question the job's results answer that has expected keywords (as
+@dataclass(frozen=True)
+class JobInsights:
+    pending: int
+    in_progress: int
+    completed: int
+    failed: int
+    results: int
+    scores: dict[str, ScoreTotal]
+    """Per score name, over all the job's results."""
+    order_statistics: dict[str, dict[int, float]]
+    """Per score, its values at the 0-based positions of the sorted values that
+    :func:`flex_interviews.insights.quartiles` reads (``quartile_positions``)."""
+    top_keywords: list[KeywordFrequency]
+    """Each category's most frequent keywords, most frequent first, ties by keyword (code
+    point order); categories in code point order."""
+    questions: list[QuestionKeywordCounts]
+    """Every question the job's results answer that has expected keywords (as
     ``question_expected_keywords`` reads them, compared as ``interview_keyword_key``s)."""
-    rows = connection.execute(
-        text(
-            """
-WITH answered AS (
+
+
+_SCORE_TOTALS = ",\n       ".join(
+    f"coalesce(sum(all_{score}_count), 0) AS {score}_count,"
+    f" coalesce(sum(all_{score}_sum), 0) AS {score}_sum"
+    for score in INSIGHT_SCORES
+)
+
+# One statement (one round trip, one snapshot): the job, its totals from its applicants' rows,
+# the order statistics, the top keywords, the coverage counts. Order statistics: each score's
+# distinct values in order with the running count of results up to each; the value at 0-based
+# position p is the first whose running count exceeds p, found by binary search (width_bucket).
+# The positions are flex_interviews.insights.quartile_positions(n), written here in SQL.
+_JOB_INSIGHTS = f"""
+WITH totals AS (
+    SELECT coalesce(sum(pending_sessions), 0) AS pending,
+           coalesce(sum(in_progress_sessions), 0) AS in_progress,
+           coalesce(sum(completed_sessions), 0) AS completed,
+           coalesce(sum(failed_sessions), 0) AS failed,
+           coalesce(sum(results), 0) AS results,
+           {_SCORE_TOTALS}
+    FROM job_applicant_stats WHERE job_id = :job_id
+),
+sorted AS (
+    SELECT score, array_agg(value ORDER BY value) AS ordered,
+           array_agg(up_to ORDER BY value) AS ends, sum(results) AS n
+    FROM (SELECT score, value, results,
+                 sum(results) OVER (PARTITION BY score ORDER BY value
+                                    ROWS UNBOUNDED PRECEDING) AS up_to
+          FROM job_score_counts WHERE job_id = :job_id) AS running
+    GROUP BY score
+),
+order_statistics AS (
+    SELECT s.score, p.position, s.ordered[width_bucket(p.position, s.ends) + 1] AS value
+    FROM sorted AS s
+    CROSS JOIN LATERAL unnest(ARRAY[
+        (s.n - 1) / 2, s.n / 2,
+        (s.n - 1) / 4, least((s.n - 1) / 4 + 1, s.n - 1),
+        3 * (s.n - 1) / 4, least(3 * (s.n - 1) / 4 + 1, s.n - 1)]) AS p(position)
+),
+top_keywords AS (
+    SELECT category, keyword, results, place FROM (
+        SELECT category, keyword, results,
+               row_number() OVER (PARTITION BY category ORDER BY results DESC, keyword) AS place
+        FROM job_keyword_counts WHERE job_id = :job_id
+    ) AS ranked
+    WHERE place <= :per_category
+),
+answered AS (
     SELECT qc.question_id, qc.results, question_expected_keywords(q.expected_keywords) AS expected
     FROM job_question_counts AS qc
     JOIN questions AS q ON q.id = qc.question_id
     WHERE qc.job_id = :job_id AND q.expected_keywords IS NOT NULL
+),
+coverage AS (
+    SELECT a.question_id, a.results, cardinality(a.expected) AS expected,
+           coalesce((SELECT sum(k.results) FROM job_question_keyword_counts AS k
+                     WHERE k.job_id = :job_id AND k.question_id = a.question_id
+                       AND k.keyword = ANY (a.expected)), 0) AS found
+    FROM answered AS a
+    WHERE cardinality(a.expected) > 0
 )
-SELECT a.question_id, a.results, cardinality(a.expected),
-       coalesce((SELECT sum(k.results) FROM job_question_keyword_counts AS k
-                 WHERE k.job_id = :job_id AND k.question_id = a.question_id
-                   AND k.keyword = ANY (a.expected)), 0)
-FROM answered AS a
-WHERE cardinality(a.expected) > 0
-ORDER BY a.question_id"""
-        ),
-        {"job_id": job_id},
-    ).all()
-    return [QuestionKeywordCounts(*(int(value) for value in row)) for row in rows]
+SELECT totals.*,
+       (SELECT json_agg(json_build_array(score, position, value))
+        FROM order_statistics) AS order_statistics,
+       (SELECT json_agg(json_build_array(category, keyword, results) ORDER BY category, place)
+        FROM top_keywords) AS top_keywords,
+       (SELECT json_agg(json_build_array(question_id, results, expected, found)
+                        ORDER BY question_id) FROM coverage) AS questions
+FROM jobs CROSS JOIN totals
+WHERE jobs.id = :job_id"""
+
+
+def job_insights(
+    connection: Connection, job_id: int, keywords_per_category: int
+) -> JobInsights | None:
+    """Everything the insights route answers, in one statement; None when the job never
+    existed (a job taken out of search keeps its insights)."""
+    row = (
+        connection.execute(
+            text(_JOB_INSIGHTS), {"job_id": job_id, "per_category": keywords_per_category}
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    order_statistics: dict[str, dict[int, float]] = {score: {} for score in INSIGHT_SCORES}
+    for score, position, value in row["order_statistics"] or []:
+        order_statistics[score][int(position)] = float(value)
+    return JobInsights(
+        pending=int(row["pending"]),
+        in_progress=int(row["in_progress"]),
+        completed=int(row["completed"]),
+        failed=int(row["failed"]),
+        results=int(row["results"]),
+        scores={
+            score: ScoreTotal(int(row[f"{score}_count"]), Decimal(row[f"{score}_sum"]))
+            for score in INSIGHT_SCORES
+        },
+        order_statistics=order_statistics,
+        top_keywords=[KeywordFrequency(c, k, int(n)) for c, k, n in row["top_keywords"] or []],
+        questions=[QuestionKeywordCounts(*map(int, q)) for q in row["questions"] or []],
+    )

@@ -250,9 +250,9 @@ class Question(Base):
 
 
 def _job_id_key() -> Mapped[int]:
-    return mapped_column(
-        Integer, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
-    )
+    # No foreign key: the row exists only while the job has interviews, which keep the job
+    # (interview_sessions.job_id is RESTRICT), and a check per new row would cost every write.
+    return mapped_column(Integer, primary_key=True, autoincrement=False)
 
 
 def _results_count() -> Mapped[int]:
@@ -261,7 +261,8 @@ def _results_count() -> Mapped[int]:
 
 class JobApplicantStats(Base):
     """One row per (job, applicant) with a session: sessions by status, result counts, sums and
-    counts of each score over the results of completed sessions, the last completion."""
+    counts of each score over the results of completed sessions (the ranking) and of all
+    sessions (the job's insights), the last completion."""
 
     __tablename__ = "job_applicant_stats"
 
@@ -283,6 +284,19 @@ class JobApplicantStats(Base):
     technical_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     communication_sum: Mapped[Decimal | None] = mapped_column(Numeric)
     communication_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # The same over the results of all the pair's sessions, whatever their status (insights).
+    all_overall_sum: Mapped[Decimal | None] = mapped_column(Numeric)
+    all_overall_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    all_logic_sum: Mapped[Decimal | None] = mapped_column(Numeric)
+    all_logic_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    all_relevance_sum: Mapped[Decimal | None] = mapped_column(Numeric)
+    all_relevance_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    all_technical_sum: Mapped[Decimal | None] = mapped_column(Numeric)
+    all_technical_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    all_communication_sum: Mapped[Decimal | None] = mapped_column(Numeric)
+    all_communication_count: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default="0"
+    )
     last_completed_at: Mapped[datetime | None] = mapped_column(TIMESTAMP())
     # Minus the average overall score, +Infinity without one: the ranking, ascending.
     ranking_key: Mapped[float] = mapped_column(
@@ -305,7 +319,7 @@ class JobScoreCount(Base):
     __tablename__ = "job_score_counts"
 
     job_id: Mapped[int] = _job_id_key()
-    score: Mapped[str] = mapped_column(String(16), primary_key=True)
+    score: Mapped[str] = mapped_column(String(16, collation="C"), primary_key=True)
     value: Mapped[float] = mapped_column(Float, primary_key=True)
     results: Mapped[int] = _results_count()
 
@@ -316,8 +330,8 @@ class JobKeywordCount(Base):
     __tablename__ = "job_keyword_counts"
 
     job_id: Mapped[int] = _job_id_key()
-    category: Mapped[str] = mapped_column(Text, primary_key=True)
-    keyword: Mapped[str] = mapped_column(Text, primary_key=True)
+    category: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
+    keyword: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
     results: Mapped[int] = _results_count()
 
 
@@ -339,7 +353,7 @@ class JobQuestionKeywordCount(Base):
 
     job_id: Mapped[int] = _job_id_key()
     question_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    keyword: Mapped[str] = mapped_column(Text, primary_key=True)
+    keyword: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
     results: Mapped[int] = _results_count()
 
 
