@@ -24,6 +24,7 @@ from tests.test_interview_results_concurrency import run_containers
 AGGREGATES = {
     "job_applicant_stats": "job_id, applicant_id",
     "job_score_counts": "job_id, score, value",
+    "job_score_buckets": "job_id, score, bucket",
     "job_keyword_counts": "job_id, category, keyword",
     "job_question_counts": "job_id, question_id",
     "job_question_keyword_counts": "job_id, question_id, keyword",
@@ -426,3 +427,14 @@ def test_applicants_and_insights_read_only_the_jobs_aggregates_by_index(
         for table in AGGREGATES:
             if f" on {table} " in plan:
                 assert "job_id = " in plan, plan
+
+
+def test_truncating_the_interview_tables_empties_their_aggregates(
+    api: Api, db_engine: Engine, job_id_with_interviews: int
+) -> None:
+    assert all(aggregate_counts(db_engine).values())
+
+    with db_engine.begin() as connection:
+        connection.execute(text("TRUNCATE interview_sessions CASCADE"))
+
+    assert aggregate_counts(db_engine) == dict.fromkeys(AGGREGATES, 0)

@@ -6,13 +6,17 @@ question templates' embeddings.
 never the results themselves:
 
 - ``job_applicant_stats``, one row per (job, applicant): sessions by status, result counts, the
-  exact (numeric) sums and counts of each score over the results of completed sessions (the
-  ranking) and of all sessions (the job's means), the last completion, and ``ranking_key``
-  (minus the average overall score; +Infinity without one), indexed with the job and the
-  applicant id in the ranking's order, so a page is an index range scan.
-- ``job_score_counts``: how many of the job's results have each value of each score (the
-  order statistics are read from it: percentiles without sorting 100,000 scores).
-- ``job_keyword_counts``: per category, how many of the job's results mention each keyword.
+  exact (numeric) sums and counts of each score over the results of completed sessions, the
+  last completion, and ``ranking_key`` (minus the average overall score; +Infinity without
+  one), indexed with the job and the applicant id in the ranking's order, so a page is an index
+  range scan.
+- ``job_score_counts``: how many of the job's results have each value of each score, and
+  ``job_score_buckets`` the same per whole point (``floor(value)``, 0..100) with the exact sum
+  of those values: a score's count and mean are ~100 bucket rows, and the value at a position
+  of the sorted scores is found by locating its bucket, then reading only that bucket's values
+  (percentiles without sorting 100,000 scores).
+- ``job_keyword_counts``: per category, how many of the job's results mention each keyword,
+  indexed by count within the category (the top 20 are an index range per category).
 - ``job_question_counts`` and ``job_question_keyword_counts``: per question id, how many
   results answer it and how many of those mention each keyword (the expected keywords'
   coverage is computed from them at read time, against the questions as they are then).
@@ -62,6 +66,7 @@ SCORES = ("overall", "logic", "relevance", "technical", "communication")
 AGGREGATE_TABLES = (
     "job_applicant_stats",
     "job_score_counts",
+    "job_score_buckets",
     "job_keyword_counts",
     "job_question_counts",
     "job_question_keyword_counts",
@@ -145,12 +150,6 @@ SELECT s.job_id, s.applicant_id,
         f"::integer AS {score}_count"
         for score in SCORES
     )
-    + ",\n"
-    + ",\n".join(
-        f"       sum(r.{score}_sum) AS all_{score}_sum,"
-        f" coalesce(sum(r.{score}_count), 0)::integer AS all_{score}_count"
-        for score in SCORES
-    )
     + """,
        max(s.completed_at) FILTER (WHERE s.status = 'completed') AS last_completed_at
 FROM interview_sessions AS s
@@ -173,6 +172,14 @@ FROM interview_results AS r
 CROSS JOIN LATERAL interview_result_scores(r.overall_score, r.logic_score, r.relevance_score,
                                            r.technical_score, r.communication_score) AS s
 GROUP BY r.job_id, s.score, s.value
+""",
+    "job_score_buckets_computed": """
+SELECT r.job_id, s.score, floor(s.value)::integer AS bucket, count(*)::integer AS results,
+       sum(s.value::numeric) AS total
+FROM interview_results AS r
+CROSS JOIN LATERAL interview_result_scores(r.overall_score, r.logic_score, r.relevance_score,
+                                           r.technical_score, r.communication_score) AS s
+GROUP BY r.job_id, s.score, floor(s.value)::integer
 """,
     "job_keyword_counts_computed": """
 SELECT r.job_id, k.category, k.keyword, count(*)::integer AS results
@@ -205,7 +212,6 @@ _STATS_COLUMNS = [
     "results",
     "completed_results",
     *(f"{score}_{part}" for score in SCORES for part in ("sum", "count")),
-    *(f"all_{score}_{part}" for score in SCORES for part in ("sum", "count")),
     "last_completed_at",
 ]
 
@@ -318,10 +324,30 @@ BEGIN
         HAVING sum(d.delta) <> 0
         ORDER BY d.job_id, d.score, d.value
         ON CONFLICT (job_id, score, value) DO UPDATE SET results = t.results + EXCLUDED.results;
+
+        INSERT INTO job_score_buckets AS t (job_id, score, bucket, results, total)
+        SELECT d.job_id, d.score, floor(d.value)::integer, sum(d.delta), sum(d.delta * d.value)
+        FROM (SELECT old_job AS job_id, s.score, s.value::numeric AS value, -1 AS delta
+              FROM interview_result_scores({_SCORE_ARGUMENTS.format(row="OLD")}) AS s
+              WHERE old_job IS NOT NULL
+              UNION ALL
+              SELECT new_job, s.score, s.value::numeric, 1
+              FROM interview_result_scores({_SCORE_ARGUMENTS.format(row="NEW")}) AS s
+              WHERE new_job IS NOT NULL) AS d
+        GROUP BY d.job_id, d.score, floor(d.value)::integer
+        HAVING sum(d.delta) <> 0 OR sum(d.delta * d.value) <> 0
+        ORDER BY d.job_id, d.score, floor(d.value)::integer
+        ON CONFLICT (job_id, score, bucket) DO UPDATE
+            SET results = t.results + EXCLUDED.results, total = t.total + EXCLUDED.total;
+
         IF old_job IS NOT NULL THEN  -- only the old row's values can have fallen to zero
             DELETE FROM job_score_counts
             WHERE job_id = old_job AND results = 0 AND (score, value) IN (
                 SELECT s.score, s.value
+                FROM interview_result_scores({_SCORE_ARGUMENTS.format(row="OLD")}) AS s);
+            DELETE FROM job_score_buckets
+            WHERE job_id = old_job AND results = 0 AND (score, bucket) IN (
+                SELECT s.score, floor(s.value)::integer
                 FROM interview_result_scores({_SCORE_ARGUMENTS.format(row="OLD")}) AS s);
         END IF;
     END IF;
@@ -391,17 +417,7 @@ $$
 TRUNCATE_FUNCTION = f"""
 CREATE FUNCTION truncate_interview_aggregates() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    TRUNCATE {
-    ", ".join(
-        (
-            "job_applicant_stats",
-            "job_score_counts",
-            "job_keyword_counts",
-            "job_question_counts",
-            "job_question_keyword_counts",
-        )
-    )
-};
+    TRUNCATE {", ".join(AGGREGATE_TABLES)};
     RETURN NULL;
 END
 $$
@@ -455,6 +471,7 @@ TRIGGERS = [
 AGGREGATE_COLUMNS = {
     "job_applicant_stats": ["job_id", "applicant_id", *_STATS_COLUMNS],
     "job_score_counts": ["job_id", "score", "value", "results"],
+    "job_score_buckets": ["job_id", "score", "bucket", "results", "total"],
     "job_keyword_counts": ["job_id", "category", "keyword", "results"],
     "job_question_counts": ["job_id", "question_id", "results"],
     "job_question_keyword_counts": ["job_id", "question_id", "keyword", "results"],
@@ -494,15 +511,11 @@ def _create_tables() -> None:
         ),
         *(
             column
-            for prefix in ("", "all_")
             for score in SCORES
             for column in (
-                sa.Column(f"{prefix}{score}_sum", sa.Numeric(), nullable=True),
+                sa.Column(f"{score}_sum", sa.Numeric(), nullable=True),
                 sa.Column(
-                    f"{prefix}{score}_count",
-                    sa.Integer(),
-                    server_default=sa.text("0"),
-                    nullable=False,
+                    f"{score}_count", sa.Integer(), server_default=sa.text("0"), nullable=False
                 ),
             )
         ),
@@ -531,6 +544,16 @@ def _create_tables() -> None:
         postgresql_with=_AGGREGATE_STORAGE,
     )
     op.create_table(
+        "job_score_buckets",
+        sa.Column("job_id", sa.Integer(), nullable=False),
+        sa.Column("score", sa.String(length=16, collation="C"), nullable=False),
+        sa.Column("bucket", sa.Integer(), nullable=False),
+        _results_column(),
+        sa.Column("total", sa.Numeric(), nullable=False),
+        sa.PrimaryKeyConstraint("job_id", "score", "bucket", name=op.f("pk_job_score_buckets")),
+        postgresql_with=_AGGREGATE_STORAGE,
+    )
+    op.create_table(
         "job_keyword_counts",
         sa.Column("job_id", sa.Integer(), nullable=False),
         sa.Column("category", sa.Text(collation="C"), nullable=False),
@@ -540,6 +563,12 @@ def _create_tables() -> None:
             "job_id", "category", "keyword", name=op.f("pk_job_keyword_counts")
         ),
         postgresql_with=_AGGREGATE_STORAGE,
+    )
+    # A category's most frequent keywords: the first entries of its range.
+    op.create_index(
+        "ix_job_keyword_counts_top",
+        "job_keyword_counts",
+        ["job_id", "category", sa.text("results DESC"), "keyword"],
     )
     op.create_table(
         "job_question_counts",

@@ -423,53 +423,79 @@ class JobInsights:
     ``question_expected_keywords`` reads them, compared as ``interview_keyword_key``s)."""
 
 
-_SCORE_TOTALS = ",\n       ".join(
-    f"coalesce(sum(all_{score}_count), 0) AS {score}_count,"
-    f" coalesce(sum(all_{score}_sum), 0) AS {score}_sum"
-    for score in INSIGHT_SCORES
-)
-
-# One statement (one round trip, one snapshot): the job, its totals from its applicants' rows,
-# the order statistics, the top keywords, the coverage counts. Order statistics: each score's
-# distinct values in order with the running count of results up to each; the value at 0-based
-# position p is the first whose running count exceeds p, found by binary search (width_bucket).
-# The positions are flex_interviews.insights.quartile_positions(n), written here in SQL.
-_JOB_INSIGHTS = f"""
-WITH totals AS (
+# One statement (one round trip, one snapshot): the job; its sessions by status and results
+# from its applicants' rows; each score's count and exact sum from its whole-point buckets; the
+# order statistics: a position's bucket is found from the buckets' running counts, then only
+# that bucket's distinct values are read (in order, with their running count); the top
+# keywords, read per category from the top of ix_job_keyword_counts_top (the categories by a
+# skip scan); the coverage counts. The positions are
+# flex_interviews.insights.quartile_positions(n), written here in SQL.
+_JOB_INSIGHTS = """
+WITH RECURSIVE sessions AS (
     SELECT coalesce(sum(pending_sessions), 0) AS pending,
            coalesce(sum(in_progress_sessions), 0) AS in_progress,
            coalesce(sum(completed_sessions), 0) AS completed,
            coalesce(sum(failed_sessions), 0) AS failed,
-           coalesce(sum(results), 0) AS results,
-           {_SCORE_TOTALS}
+           coalesce(sum(results), 0) AS results
     FROM job_applicant_stats WHERE job_id = :job_id
 ),
-sorted AS (
-    SELECT score, array_agg(value ORDER BY value) AS ordered,
-           array_agg(up_to ORDER BY value) AS ends, sum(results) AS n
-    FROM (SELECT score, value, results,
-                 sum(results) OVER (PARTITION BY score ORDER BY value
-                                    ROWS UNBOUNDED PRECEDING) AS up_to
-          FROM job_score_counts WHERE job_id = :job_id) AS running
-    GROUP BY score
+buckets AS (
+    SELECT score, bucket, results, total,
+           sum(results) OVER (PARTITION BY score ORDER BY bucket ROWS UNBOUNDED PRECEDING) AS up_to
+    FROM job_score_buckets WHERE job_id = :job_id
+),
+score_totals AS (
+    SELECT score, sum(results) AS n, sum(total) AS total FROM buckets GROUP BY score
+),
+wanted AS (
+    SELECT DISTINCT t.score, p.position
+    FROM score_totals AS t
+    CROSS JOIN LATERAL unnest(ARRAY[
+        (t.n - 1) / 2, t.n / 2,
+        (t.n - 1) / 4, least((t.n - 1) / 4 + 1, t.n - 1),
+        3 * (t.n - 1) / 4, least(3 * (t.n - 1) / 4 + 1, t.n - 1)]) AS p(position)
+),
+located AS (
+    SELECT w.score, w.position, b.bucket, w.position - (b.up_to - b.results) AS inside
+    FROM wanted AS w
+    JOIN buckets AS b
+      ON b.score = w.score AND w.position >= b.up_to - b.results AND w.position < b.up_to
 ),
 order_statistics AS (
-    SELECT s.score, p.position, s.ordered[width_bucket(p.position, s.ends) + 1] AS value
-    FROM sorted AS s
-    CROSS JOIN LATERAL unnest(ARRAY[
-        (s.n - 1) / 2, s.n / 2,
-        (s.n - 1) / 4, least((s.n - 1) / 4 + 1, s.n - 1),
-        3 * (s.n - 1) / 4, least(3 * (s.n - 1) / 4 + 1, s.n - 1)]) AS p(position)
+    SELECT l.score, l.position, v.value
+    FROM located AS l
+    CROSS JOIN LATERAL (
+        SELECT x.value FROM (
+            SELECT c.value, c.results,
+                   sum(c.results) OVER (ORDER BY c.value ROWS UNBOUNDED PRECEDING) AS up_to
+            FROM job_score_counts AS c
+            WHERE c.job_id = :job_id AND c.score = l.score
+              AND c.value >= l.bucket AND c.value < l.bucket + 1
+        ) AS x
+        WHERE l.inside >= x.up_to - x.results AND l.inside < x.up_to
+    ) AS v
+),
+categories AS (
+    (SELECT category FROM job_keyword_counts WHERE job_id = :job_id ORDER BY category LIMIT 1)
+    UNION ALL
+    SELECT (SELECT k.category FROM job_keyword_counts AS k
+            WHERE k.job_id = :job_id AND k.category > c.category
+            ORDER BY k.category LIMIT 1)
+    FROM categories AS c
+    WHERE c.category IS NOT NULL
 ),
 top_keywords AS (
-    SELECT category, keyword, results, place FROM (
-        SELECT category, keyword, results,
-               row_number() OVER (PARTITION BY category ORDER BY results DESC, keyword) AS place
-        FROM job_keyword_counts WHERE job_id = :job_id
-    ) AS ranked
-    WHERE place <= :per_category
+    SELECT c.category, t.keyword, t.results
+    FROM categories AS c
+    CROSS JOIN LATERAL (
+        SELECT k.keyword, k.results FROM job_keyword_counts AS k
+        WHERE k.job_id = :job_id AND k.category = c.category
+        ORDER BY k.results DESC, k.keyword
+        LIMIT :per_category
+    ) AS t
+    WHERE c.category IS NOT NULL
 ),
-answered AS (
+answered AS MATERIALIZED (
     SELECT qc.question_id, qc.results, question_expected_keywords(q.expected_keywords) AS expected
     FROM job_question_counts AS qc
     JOIN questions AS q ON q.id = qc.question_id
@@ -483,14 +509,17 @@ coverage AS (
     FROM answered AS a
     WHERE cardinality(a.expected) > 0
 )
-SELECT totals.*,
-       (SELECT json_agg(json_build_array(score, position, value))
-        FROM order_statistics) AS order_statistics,
-       (SELECT json_agg(json_build_array(category, keyword, results) ORDER BY category, place)
-        FROM top_keywords) AS top_keywords,
+SELECT sessions.*,
+       (SELECT json_agg(json_build_array(score, n, total::text)) FROM score_totals)
+           AS score_totals,
+       (SELECT json_agg(json_build_array(score, position, value)) FROM order_statistics)
+           AS order_statistics,
+       (SELECT json_agg(json_build_array(category, keyword, results)
+                        ORDER BY category, results DESC, keyword) FROM top_keywords)
+           AS top_keywords,
        (SELECT json_agg(json_build_array(question_id, results, expected, found)
                         ORDER BY question_id) FROM coverage) AS questions
-FROM jobs CROSS JOIN totals
+FROM jobs CROSS JOIN sessions
 WHERE jobs.id = :job_id"""
 
 
@@ -508,6 +537,9 @@ def job_insights(
     )
     if row is None:
         return None
+    scores = {score: ScoreTotal(0, Decimal(0)) for score in INSIGHT_SCORES}
+    for score, count, total in row["score_totals"] or []:
+        scores[score] = ScoreTotal(int(count), Decimal(total))
     order_statistics: dict[str, dict[int, float]] = {score: {} for score in INSIGHT_SCORES}
     for score, position, value in row["order_statistics"] or []:
         order_statistics[score][int(position)] = float(value)
@@ -517,10 +549,7 @@ def job_insights(
         completed=int(row["completed"]),
         failed=int(row["failed"]),
         results=int(row["results"]),
-        scores={
-            score: ScoreTotal(int(row[f"{score}_count"]), Decimal(row[f"{score}_sum"]))
-            for score in INSIGHT_SCORES
-        },
+        scores=scores,
         order_statistics=order_statistics,
         top_keywords=[KeywordFrequency(c, k, int(n)) for c, k, n in row["top_keywords"] or []],
         questions=[QuestionKeywordCounts(*map(int, q)) for q in row["questions"] or []],

@@ -261,8 +261,7 @@ def _results_count() -> Mapped[int]:
 
 class JobApplicantStats(Base):
     """One row per (job, applicant) with a session: sessions by status, result counts, sums and
-    counts of each score over the results of completed sessions (the ranking) and of all
-    sessions (the job's insights), the last completion."""
+    counts of each score over the results of completed sessions, the last completion."""
 
     __tablename__ = "job_applicant_stats"
 
@@ -284,19 +283,6 @@ class JobApplicantStats(Base):
     technical_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     communication_sum: Mapped[Decimal | None] = mapped_column(Numeric)
     communication_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    # The same over the results of all the pair's sessions, whatever their status (insights).
-    all_overall_sum: Mapped[Decimal | None] = mapped_column(Numeric)
-    all_overall_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    all_logic_sum: Mapped[Decimal | None] = mapped_column(Numeric)
-    all_logic_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    all_relevance_sum: Mapped[Decimal | None] = mapped_column(Numeric)
-    all_relevance_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    all_technical_sum: Mapped[Decimal | None] = mapped_column(Numeric)
-    all_technical_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    all_communication_sum: Mapped[Decimal | None] = mapped_column(Numeric)
-    all_communication_count: Mapped[int] = mapped_column(
-        Integer, nullable=False, server_default="0"
-    )
     last_completed_at: Mapped[datetime | None] = mapped_column(TIMESTAMP())
     # Minus the average overall score, +Infinity without one: the ranking, ascending.
     ranking_key: Mapped[float] = mapped_column(
@@ -324,6 +310,19 @@ class JobScoreCount(Base):
     results: Mapped[int] = _results_count()
 
 
+class JobScoreBucket(Base):
+    """How many of the job's results have a ``score`` in ``[bucket, bucket + 1)``, and the
+    exact sum of those scores."""
+
+    __tablename__ = "job_score_buckets"
+
+    job_id: Mapped[int] = _job_id_key()
+    score: Mapped[str] = mapped_column(String(16, collation="C"), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    results: Mapped[int] = _results_count()
+    total: Mapped[Decimal] = mapped_column(Numeric, nullable=False)
+
+
 class JobKeywordCount(Base):
     """How many of the job's results mention ``keyword`` under ``category`` (lower case)."""
 
@@ -333,6 +332,16 @@ class JobKeywordCount(Base):
     category: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
     keyword: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
     results: Mapped[int] = _results_count()
+
+    __table_args__ = (
+        Index(
+            "ix_job_keyword_counts_top",
+            "job_id",
+            "category",
+            text("results DESC"),
+            "keyword",
+        ),
+    )
 
 
 class JobQuestionCount(Base):
