@@ -85,6 +85,7 @@ BENCHES = (
     ),
     Bench("insights", "bench.bench_insights", "insights.json", _quick_flag),
     Bench("coldstart", "bench.bench_coldstart", "coldstart.json", _coldstart_args),
+    Bench("ingest_memory", "bench.bench_ingest_memory", "ingest_memory.json", lambda _: []),
     Bench("size", "bench.bench_size", "size.json", _size_args),
 )
 
@@ -483,6 +484,23 @@ def size_rows(result: Mapping[str, Any]) -> list[Row]:
     ]
 
 
+def ingest_memory_rows(result: Mapping[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    for document in result.get("documents") or []:
+        if "error" in document:
+            value = f"error: {str(document['error'])[:60]}"
+        else:
+            if document.get("raised"):
+                became = "raised: the event is retried"
+            elif document.get("reason"):
+                became = f"rejected {document['reason']}"
+            else:
+                became = "ingested"
+            value = f"{_fmt(document.get('peak_mib'), '.0f', ' MiB')}, {became}"
+        out.append(("hostile uploads", str(document.get("name")), value, "< 256 MiB"))
+    return out
+
+
 ROW_BUILDERS: dict[str, Callable[[Mapping[str, Any]], list[Row]]] = {
     "search": search_rows,
     "quality": quality_rows,
@@ -492,6 +510,7 @@ ROW_BUILDERS: dict[str, Callable[[Mapping[str, Any]], list[Row]]] = {
     "insights": insights_rows,
     "coldstart": coldstart_rows,
     "size": size_rows,
+    "ingest_memory": ingest_memory_rows,
 }
 
 

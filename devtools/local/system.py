@@ -62,6 +62,10 @@ class LocalOptions:
     poll_interval_seconds: float = 0.3
     write_state_file: bool = False
     """Record endpoints in ``runner.json`` beside the data directory (``invoke`` reads it)."""
+    fresh_state: bool = False
+    """Start the embedded database empty, as S3 (moto, in memory) always starts: every job
+    is then backed by an object of the local bucket (README "Local state"). A database given
+    by ``database_url`` is never emptied."""
 
     @property
     def state_file(self) -> Path:
@@ -128,7 +132,12 @@ class LocalSystem:
             data_dir = usable_data_dir(data_dir)
             self.log(f"database: embedded PostgreSQL with data in {data_dir}")
             self.postgres = EmbeddedPostgres.start(data_dir, self.log)
-            self.database_url = ensure_database(self.postgres.admin_url(), DATABASE_NAME)
+            fresh = self.options.fresh_state
+            self.database_url = ensure_database(
+                self.postgres.admin_url(), DATABASE_NAME, fresh=fresh
+            )
+            if fresh:
+                self.log(f"database: {DATABASE_NAME} emptied (S3 starts empty too)")
         self.revision = migrate_to_head(REPO_ROOT, self.database_url)
         self.log(f"database: migrated to {self.revision}")
 
@@ -224,6 +233,7 @@ class LocalSystem:
             host=self.options.api_host,
             port=self.options.api_port,
             extra_get=self._documentation,
+            gateway_responses=self.template.gateway_responses,
             log=self.log,
         )
         self.api.start()

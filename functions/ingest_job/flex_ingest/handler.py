@@ -8,10 +8,9 @@ Retried records that were already applied are recognised by their sequencer and 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -21,12 +20,11 @@ from flex_ingest.outcomes import Outcome
 from flex_ingest.rejections import RejectedObject
 from flex_shared.config import get_settings
 from flex_shared.embeddings import deadline_from_context
+from flex_shared.observability import embedding_usage_metrics, function_metrics, route_layer_logs
 
 logger = Logger(service="ingest_job")
-# A namespace is required to flush; the template sets it, local runs may not.
-metrics = Metrics(
-    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Flex", service="ingest_job"
-)
+route_layer_logs(logger)
+metrics = function_metrics("ingest_job")
 get_settings()  # fail at start-up, naming the variable, when the configuration is wrong
 
 # Time kept back from the embedder's deadline for the final transaction and the log flush.
@@ -51,20 +49,31 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     deadline = deadline_from_context(context, reserve_seconds=DEADLINE_SAFETY_MARGIN_SECONDS)
     outcomes: list[Outcome] = []
     failures: list[str] = []
-    for record in records:
-        if isinstance(record, IgnoredRecord):
-            logger.info(
-                "record ignored",
-                extra={"reason": record.reason, "event_name": record.event_name, "key": record.key},
-            )
-            outcomes.append(Outcome.IGNORED)
-            continue
-        outcome = _process(record, deadline, context)
-        outcomes.append(outcome)
-        if outcome is Outcome.FAILED:
-            failures.append(record.key)
+    with embedding_usage_metrics(metrics):
+        for record in records:
+            if isinstance(record, IgnoredRecord):
+                logger.info(
+                    "record ignored",
+                    extra={
+                        "reason": record.reason,
+                        "event_name": record.event_name,
+                        "key": record.key,
+                    },
+                )
+                outcomes.append(Outcome.IGNORED)
+                continue
+            outcome = _process(record, deadline, context)
+            outcomes.append(outcome)
+            if outcome is Outcome.FAILED:
+                failures.append(record.key)
     logger.set_correlation_id(context.aws_request_id)
     if failures:
+        # Only a raised exception makes Lambda retry an event: say so here, where it is true.
+        logger.error(
+            "failing the invocation so that Lambda retries the event (after its last retry,"
+            " it goes to the failure queue); records already applied are skipped then",
+            extra={"failed_keys": failures, "records": len(records)},
+        )
         raise IngestionFailed(f"{len(failures)} of {len(records)} records failed: {failures}")
     return {"records": len(records), "outcomes": [outcome.value for outcome in outcomes]}
 
@@ -86,8 +95,8 @@ def _process(change: ObjectChange, deadline: float | None, context: LambdaContex
         )
         metrics.add_metric(name="DocumentsRejected", unit=MetricUnit.Count, value=1)
         return Outcome.REJECTED
-    except Exception:
-        logger.exception("record failed; the event will be retried", extra=where)
+    except Exception:  # any failure of one record: logged here, raised for the event below
+        logger.exception("record failed", extra=where)
         metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=1)
         return Outcome.FAILED
 
