@@ -350,7 +350,7 @@ def read_applicants(
         int, Query(ge=1, le=MAX_APPLICANTS_PAGE, description="The page size.")
     ] = DEFAULT_APPLICANTS_PAGE,
     after: Annotated[
-        str | None,
+        Text | None,
         Query(
             min_length=1,
             max_length=MAX_TOKEN_LENGTH,
