@@ -271,6 +271,9 @@ EVERY_ROUTE = (
     Call("GET", "/interviews/{interview_id}/results"),
     Call("GET", "/questions", query={"question_type": "technical"}),
     Call("GET", "/questions/{question_id}"),
+    Call("GET", "/jobs/{job_id}/applicants"),
+    Call("GET", "/jobs/{job_id}/insights"),
+    Call("GET", "/jobs/{job_id}/questions/suggested"),
     Call("DELETE", "/applicants/{applicant_id}", success=204),
 )
 
@@ -766,6 +769,7 @@ def test_the_text_inputs_found_in_the_openapi_document_are_all_of_them() -> None
         ("/questions", "body", "expected_keywords"),
         ("/questions", "body", "evaluation_criteria"),
         ("/questions", "query", "question_type"),
+        ("/jobs/{job_id}/applicants", "query", "after"),
     }
 
 

@@ -158,23 +158,40 @@ def test_every_sample_event_is_answered_by_the_handler(
         ("create_question", 201),
         ("list_questions", 200),
         ("get_question", 200),
+        ("get_applicants", 200),
+        ("get_insights", 200),
         ("erase_applicant", 204),
         ("get_interview", 404),
+        ("get_applicants", 200),
+        ("get_insights", 200),
     ]
-    answers = {}
+    answers: dict[str, Any] = {}
+    after_erasure: dict[str, Any] = {}
     for name, status in expected:
         event = json.loads((EVENTS_DIR / f"interview_results_{name}.json").read_text())
         answer = api.invoke(event)
         assert answer.status == status, (name, answer.body)
-        answers[name] = answer.body
+        (after_erasure if "erase_applicant" in answers else answers)[name] = answer.body
     # Then each did what its route promises
     assert answers["update_interview"]["status"] == "in_progress"
     assert answers["get_results"]["summary"]["count"] == 1
     assert answers["get_results"]["results"][0]["overall_score"] == 86.375
     assert [q["id"] for q in answers["list_questions"]["questions"]] == [1]
     assert answers["get_question"]["question_type"] == "technical"
-    # the erasure took the interview and its result; the question template stays
+    # the session is still running: applicant 123 is counted, not yet averaged
+    (applicant,) = answers["get_applicants"]["applicants"]
+    assert (applicant["applicant_id"], applicant["sessions"]) == (123, 1)
+    assert applicant["average_overall_score"] is None
+    assert answers["get_insights"]["sessions"]["in_progress"] == 1
+    assert answers["get_insights"]["scores"]["overall"]["median"] == 86.375
+    # the erasure took the interview and its result, from the job's applicants and insights
+    # too; the question template stays
     assert counts(db_engine) == {"interview_sessions": 0, "interview_results": 0, "questions": 1}
+    assert after_erasure["get_applicants"]["applicants"] == []
+    assert sum(after_erasure["get_insights"]["sessions"].values()) == 0
+    assert after_erasure["get_insights"]["results"] == 0
+    assert after_erasure["get_insights"]["scores"]["overall"]["count"] == 0
+    assert after_erasure["get_insights"]["top_keywords"] == []
 
 
 # --- sessions ----------------------------------------------------------------------------

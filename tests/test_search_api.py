@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from flex_shared import config, db
 from flex_shared.embeddings import EmbeddingUnavailable, get_embedder
 from flex_shared.models import Job, JobChunk
+from flex_shared.observability import LAYER_LOGGER, route_layer_logs
 from tests.test_search_support import (
     JOBS,
     PYTHON_DISTANCES,
@@ -501,7 +503,14 @@ def test_error_logs_carry_the_api_gateway_request_id(search_app, jobs, monkeypat
     embedding = importlib.import_module("flex_search.query_embedding")
     monkeypatch.setattr(embedding, "get_embedder", _FailingEmbedder)
     buffer = io.StringIO()
-    handler = importlib.import_module("flex_search.handler").logger.registered_handler
+    search_logger = importlib.import_module("flex_search.handler").logger
+    # The layer's lines go through the function's logger; this process has imported every app
+    # (each routed them at import), a search container only the search app: route them as it does
+    layer_logger = logging.getLogger(LAYER_LOGGER)
+    monkeypatch.setattr(layer_logger, "handlers", list(layer_logger.handlers))
+    monkeypatch.setattr(layer_logger, "level", layer_logger.level)
+    route_layer_logs(search_logger)
+    handler = search_logger.registered_handler
     previous_stream = handler.setStream(buffer)
     event = rest_event("POST", "/search", body={"query": "backend engineer"})
     event["requestContext"]["requestId"] = "c0ffee00-1234-4321-abcd-0123456789ab"

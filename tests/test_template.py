@@ -43,6 +43,7 @@ SPEC_FUNCTIONS = {
 SPEC_ROUTES = {
     ("POST", "/search"): "SearchFunction",
     ("GET", "/jobs/{}"): "SearchFunction",
+    ("GET", "/jobs/{}/questions/suggested"): "SearchFunction",
     ("POST", "/interviews"): "InterviewResultsFunction",
     ("GET", "/interviews/{}"): "InterviewResultsFunction",
     ("PATCH", "/interviews/{}"): "InterviewResultsFunction",
@@ -51,6 +52,8 @@ SPEC_ROUTES = {
     ("POST", "/questions"): "InterviewResultsFunction",
     ("GET", "/questions"): "InterviewResultsFunction",
     ("GET", "/questions/{}"): "InterviewResultsFunction",
+    ("GET", "/jobs/{}/applicants"): "InterviewResultsFunction",
+    ("GET", "/jobs/{}/insights"): "InterviewResultsFunction",
     ("DELETE", "/applicants/{}"): "InterviewResultsFunction",
 }
 EMBEDDING_FUNCTIONS = {"IngestJobFunction", "SearchFunction"}

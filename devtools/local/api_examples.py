@@ -124,6 +124,30 @@ def capture(api: ApiClient) -> dict[str, dict[str, dict[str, Any]]]:
         "get_question", "question", "events/interview_results_get_question.json", "GET",
         f"/questions/{question['id']}", expect=200,
     )  # fmt: skip
+
+    # The sample interviews (devtools/local/samples.py) are of the backend engineer's job.
+    backend = next(hit["job_id"] for hit in found["results"] if "Backend" in hit["job_title"])
+    first = send(
+        "list_applicants", "applicants", "events/interview_results_get_applicants.json: the"
+        " first page of 3", "GET", f"/jobs/{backend}/applicants?limit=3", expect=200,
+    )  # fmt: skip
+    send(
+        "list_applicants", "next_page", "The next page, after the previous page's `next`",
+        "GET", f"/jobs/{backend}/applicants?limit=3&after={first['next']}", expect=200,
+    )  # fmt: skip
+    send(
+        "list_applicants", "bad_cursor", "A cursor this API did not give", "GET",
+        f"/jobs/{backend}/applicants?after=not-a-cursor", expect=422,
+    )  # fmt: skip
+    send(
+        "get_insights", "insights", "events/interview_results_get_insights.json", "GET",
+        f"/jobs/{backend}/insights", expect=200,
+    )  # fmt: skip
+    send("get_insights", "unknown_job", "No such job", "GET", "/jobs/999999/insights", expect=404)
+    send(
+        "suggest_questions", "questions", "events/search_suggested_questions.json", "GET",
+        f"/jobs/{backend}/questions/suggested?top_k=3", expect=200,
+    )  # fmt: skip
     return examples.captured
 
 

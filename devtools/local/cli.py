@@ -163,6 +163,9 @@ def _curl_examples(api_url: str, job_id: int | None, bucket: str, s3_endpoint: s
         f"curl -s {api_url}/jobs/{job_id or 1}",
         f"curl -s -X POST {api_url}/interviews -H 'Content-Type: application/json'"
         f" -d {shlex.quote(interview)}",
+        f"curl -s '{api_url}/jobs/{job_id or 1}/applicants?limit=3'",
+        f"curl -s {api_url}/jobs/{job_id or 1}/insights",
+        f"curl -s '{api_url}/jobs/{job_id or 1}/questions/suggested?top_k=3'",
         f"AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --endpoint-url {s3_endpoint}"
         f" s3 cp my-job.txt 's3://{bucket}/jobs/42/my-job.txt'   # ingested within a second",
     ]

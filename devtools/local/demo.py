@@ -1,8 +1,9 @@
 """One-shot demo: start everything on temporary directories and free ports, ingest the
 samples through S3 notifications, upload one more file, search in English and Korean, across
-languages and for an exact skill, run an interview end to end over the local HTTP API and
-erase it on request, print it, stop everything. Embeddings are the offline multilingual
-model (``EMBEDDING_PROVIDER=local``).
+languages and for an exact skill, run an interview end to end over the local HTTP API, read the
+sample interviews' applicants, insights and suggested questions, erase the interview's applicant
+on request and show the job's applicants and insights without them, print it, stop everything.
+Embeddings are the offline multilingual model (``EMBEDDING_PROVIDER=local``).
 
 Every step checks what it got; any surprise raises ``DemoFailure`` (exit status 1)."""
 
@@ -114,6 +115,102 @@ def _wait_for_job(system: LocalSystem, source_key: str, timeout_seconds: float =
                 return job.id
         time.sleep(0.2)
     raise DemoFailure(f"{source_key} was uploaded but not ingested within {timeout_seconds:.0f} s")
+
+
+def _job_of(job_ids: dict[str, int], sample: str) -> int:
+    return next(job_id for key, job_id in job_ids.items() if key.endswith("/" + sample))
+
+
+def _hiring_insights(api: ApiClient, say: Callable[[str], None], job_ids: dict[str, int]) -> None:
+    """Applicants, insights and suggested questions of the sample interviews."""
+    backend = _job_of(job_ids, ENGLISH_SAMPLE)
+    say(f"\n== Hiring insights: the sample interviews of job {backend} (backend engineer)")
+    first = api.expect("GET", f"/jobs/{backend}/applicants?limit=3", None, 200)
+    rest = api.expect("GET", f"/jobs/{backend}/applicants?after={first['next']}", None, 200)
+    ranking = first["applicants"] + rest["applicants"]
+    say(f"  GET /jobs/{backend}/applicants?limit=3, then ?after=<next>: {len(ranking)} applicants")
+    for row in ranking:
+        average = row["average_overall_score"]
+        say(
+            f"    {row['rank']}. applicant {row['applicant_id']}: average "
+            + ("-" if average is None else f"{average:.2f}")
+            + f", {row['completed_sessions']}/{row['sessions']} sessions completed,"
+            f" {row['results']} results"
+        )
+    if [row["rank"] for row in ranking] != list(range(1, len(ranking) + 1)):
+        raise DemoFailure("the pages do not continue each other's ranks")
+    averages = [row["average_overall_score"] for row in ranking]
+    scored = [average for average in averages if average is not None]
+    if scored != sorted(scored, reverse=True) or averages[: len(scored)] != scored:
+        raise DemoFailure(f"applicants are not ranked by average, nulls last: {averages}")
+
+    insights = api.expect("GET", f"/jobs/{backend}/insights", None, 200)
+    overall = insights["scores"]["overall"]
+    say(
+        f"  GET /jobs/{backend}/insights -> sessions {insights['sessions']},"
+        f" {insights['results']} results"
+    )
+    say(
+        f"    overall score: n={overall['count']} mean {overall['mean']:.2f},"
+        f" p25 {overall['p25']:.2f}, median {overall['median']:.2f}, p75 {overall['p75']:.2f}"
+    )
+    keywords = ", ".join(
+        f"{k['category']}/{k['keyword']} x{k['count']}" for k in insights["top_keywords"][:6]
+    )
+    say(f"    top keywords: {keywords}")
+    say(f"    expected keyword coverage: {insights['expected_keyword_coverage']:.2f}")
+    if sum(insights["sessions"].values()) != sum(row["sessions"] for row in ranking):
+        raise DemoFailure("insights and applicants disagree on the number of sessions")
+
+    fitting = {
+        ENGLISH_SAMPLE: ("REST API", "PostgreSQL"),
+        KOREAN_SAMPLE: ("recommendation", "추천"),
+    }
+    for sample, words in fitting.items():
+        job_id = _job_of(job_ids, sample)
+        answer = api.expect("GET", f"/jobs/{job_id}/questions/suggested?top_k=3", None, 200)
+        say(f"\n  GET /jobs/{job_id}/questions/suggested?top_k=3 ({sample})")
+        for entry in answer["questions"]:
+            say(
+                f"    sim {entry['similarity']:.3f} (chunk {entry['chunk_index']})"
+                f"  {_short(entry['question']['question_text'], 70)}"
+            )
+        first = answer["questions"][0]["question"]["question_text"] if answer["questions"] else ""
+        if not any(word in first for word in words):
+            raise DemoFailure(f"job {job_id}'s first suggestion should be about {words}: {first!r}")
+
+
+def _erasure(
+    api: ApiClient, say: Callable[[str], None], job_id: int, interview: int, applicant_id: int
+) -> None:
+    """Erase the interview's applicant; the job's applicants and insights lose them at once."""
+    say(f"\n== Erasure on request: applicant {applicant_id}'s interviews and results are deleted")
+    before = api.expect("GET", f"/jobs/{job_id}/insights", None, 200)
+    applicants = api.expect("GET", f"/jobs/{job_id}/applicants", None, 200)["applicants"]
+    erased = next((row for row in applicants if row["applicant_id"] == applicant_id), None)
+    if erased is None:
+        raise DemoFailure(f"applicant {applicant_id} should be among job {job_id}'s applicants")
+    for attempt in ("", " again"):
+        api.expect("DELETE", f"/applicants/{applicant_id}", None, 204)
+        say(f"  DELETE /applicants/{applicant_id}{attempt} -> 204")
+    status, gone = api.call("GET", f"/interviews/{interview}/results")
+    say(f"  GET /interviews/{interview}/results -> {status} {gone['error']['code']}")
+    if status != 404:
+        raise DemoFailure(f"an erased interview should be 404, got {status}")
+    after = api.expect("GET", f"/jobs/{job_id}/insights", None, 200)
+    remaining = api.expect("GET", f"/jobs/{job_id}/applicants", None, 200)["applicants"]
+    say(
+        f"  GET /jobs/{job_id}/insights -> sessions {sum(before['sessions'].values())}"
+        f" -> {sum(after['sessions'].values())}, results {before['results']} -> {after['results']}"
+    )
+    say(f"  GET /jobs/{job_id}/applicants -> {[row['applicant_id'] for row in remaining]}")
+    if any(row["applicant_id"] == applicant_id for row in remaining):
+        raise DemoFailure(f"applicant {applicant_id} is still ranked after the erasure")
+    if (
+        sum(before["sessions"].values()) - sum(after["sessions"].values()) != erased["sessions"]
+        or before["results"] - after["results"] != erased["results"]
+    ):
+        raise DemoFailure("the job's insights still count the erased applicant")
 
 
 def run_demo(say: Callable[[str], None] = print, options: LocalOptions | None = None) -> None:
@@ -257,14 +354,8 @@ def run_demo(say: Callable[[str], None] = print, options: LocalOptions | None = 
         if status != 409:
             raise DemoFailure(f"an illegal transition should be 409, got {status}")
 
-        say("\n== Erasure on request: the applicant's interviews and results are deleted")
-        for attempt in ("", " again"):
-            api.expect("DELETE", "/applicants/1001", None, 204)
-            say(f"  DELETE /applicants/1001{attempt} -> 204")
-        status, gone = api.call("GET", f"/interviews/{interview}/results")
-        say(f"  GET /interviews/{interview}/results -> {status} {gone['error']['code']}")
-        if status != 404:
-            raise DemoFailure(f"an erased interview should be 404, got {status}")
+        _hiring_insights(api, say, job_ids)
+        _erasure(api, say, job_id, interview, applicant_id=1001)
 
         if system.bridge is not None and system.bridge.failed:
             raise DemoFailure(f"{len(system.bridge.failed)} S3 notification(s) failed")

@@ -48,6 +48,14 @@ TAGS = [
         "description": "The AI's analysis of each answer of a session, and its summary.",
     },
     {"name": "Questions", "description": "Question templates, per job or general."},
+    {
+        "name": "Hiring insights",
+        "description": "Per job: its applicants ranked, and what its interviews show.",
+    },
+    {
+        "name": "Personal data",
+        "description": "An applicant's interviews and results, erased on request.",
+    },
 ]
 """Every route's tag, described once; a test checks each route has one of them."""
 

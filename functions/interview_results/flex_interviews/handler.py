@@ -20,14 +20,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from flex_interviews import service
+from flex_interviews.page_cursor import MAX_TOKEN_LENGTH
 from flex_interviews.schemas import (
     QUESTION_TYPE_MAX_LENGTH,
+    ApplicantsOut,
     CreateInterviewRequest,
     CreateQuestionRequest,
+    InsightsOut,
     InterviewOut,
     InterviewResultsOut,
     QuestionListOut,
-    QuestionOut,
     ResultOut,
     ResultRequest,
     UpdateInterviewRequest,
@@ -38,7 +40,7 @@ from flex_shared.errors import InvalidInput
 from flex_shared.observability import route_layer_logs
 from flex_shared.openapi import Success, route_responses
 from flex_shared.postgres import INT4_MAX
-from flex_shared.schemas import Text
+from flex_shared.schemas import QuestionOut, Text
 
 logger = Logger()
 route_layer_logs(logger)
@@ -48,11 +50,14 @@ app = create_resolver()
 QUESTION_LIST_PARAMETERS = frozenset({"job_id", "question_type", "limit", "after_id"})
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
+APPLICANTS_PARAMETERS = frozenset({"limit", "after"})
+DEFAULT_APPLICANTS_PAGE = 20
+MAX_APPLICANTS_PAGE = 100
 
 INTERVIEWS = "Interviews"
 RESULTS = "Interview results"
 QUESTIONS = "Questions"
-APPLICANTS = "Applicants"
+PERSONAL_DATA = "Personal data"
 
 InterviewId = Annotated[int, Path(description="The interview session's id.")]
 QuestionId = Annotated[int, Path(description="The question template's id.")]
@@ -97,6 +102,18 @@ def _created(model: BaseModel, resource_id: int) -> Response[str]:
     event = app.current_event
     collection = (event.request_context.path or event.path).rstrip("/")
     return _json(HTTPStatus.CREATED, model, {"Location": f"{collection}/{resource_id}"})
+
+
+def _reject_unknown_parameters(allowed: frozenset[str]) -> None:
+    """A misspelt parameter (?jobid=3, ?limt=5) would otherwise be ignored silently."""
+    given = app.current_event.query_string_parameters or {}
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        names = ", ".join(sorted(allowed)) or "none"
+        raise InvalidInput(
+            f"unknown query parameter(s) {', '.join(unknown)} (allowed: {names})",
+            details=[{"field": name, "message": "unknown query parameter"} for name in unknown],
+        )
 
 
 # --- sessions ----------------------------------------------------------------------------
@@ -229,7 +246,7 @@ audit_logger.setLevel(logging.INFO)
 @app.delete(
     "/applicants/<applicant_id>",
     operation_id="erase_applicant",
-    tags=[APPLICANTS],
+    tags=[PERSONAL_DATA],
     summary="Erase an applicant's interviews (erasure on request)",
     description="Deletes every interview session of the applicant and all their results"
     " (transcripts, scores, feedback) in one transaction. Idempotent: `204` again when nothing"
@@ -324,14 +341,7 @@ def read_questions(
     ] = 0,
 ) -> Response[str]:
     # A misspelt filter (?jobid=3) would otherwise be ignored and list every question.
-    given = app.current_event.query_string_parameters or {}
-    unknown = sorted(set(given) - QUESTION_LIST_PARAMETERS)
-    if unknown:
-        allowed = ", ".join(sorted(QUESTION_LIST_PARAMETERS))
-        raise InvalidInput(
-            f"unknown query parameter(s) {', '.join(unknown)} (allowed: {allowed})",
-            details=[{"field": name, "message": "unknown query parameter"} for name in unknown],
-        )
+    _reject_unknown_parameters(QUESTION_LIST_PARAMETERS)
     answer = service.list_questions(
         job_id=job_id, question_type=question_type, limit=limit, after_id=after_id
     )
@@ -350,6 +360,70 @@ def read_questions(
 )
 def read_question(question_id: QuestionId) -> Response[str]:
     return _json(HTTPStatus.OK, service.get_question(question_id))
+
+
+# --- hiring insights ---------------------------------------------------------------------
+
+APPLICANTS = "Hiring insights"
+JobId = Annotated[int, Path(description="The job's id (a job taken out of search included).")]
+NO_JOB = "No job has ever had this id (`not_found`); a job taken out of search still answers."
+
+
+@app.get(
+    "/jobs/<job_id>/applicants",
+    operation_id="list_applicants",
+    tags=[APPLICANTS],
+    summary="Rank a job's applicants",
+    description="The job's applicants by the mean `overall_score` of the results of their"
+    " completed sessions for the job, highest first, ties by `applicant_id`; applicants"
+    " without one (no completed session, or nothing scored) follow with null averages."
+    " `limit` at a time; pass `next` as `after` for the next page (a boundary inside a tie"
+    " neither skips nor repeats anyone).",
+    responses=route_responses(
+        Success(200, ApplicantsOut, "One page of the ranking."),
+        errors={
+            404: NO_JOB,
+            422: "`limit` outside 1..100, an `after` cursor this API did not give for this"
+            " job (malformed, modified, or another job's), or an unknown query parameter"
+            " (`invalid_input`, `details` naming it).",
+        },
+    ),
+)
+def read_applicants(
+    job_id: JobId,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_APPLICANTS_PAGE, description="The page size.")
+    ] = DEFAULT_APPLICANTS_PAGE,
+    after: Annotated[
+        Text | None,
+        Query(
+            min_length=1,
+            max_length=MAX_TOKEN_LENGTH,
+            description="The previous page's `next`, unchanged.",
+        ),
+    ] = None,
+) -> Response[str]:
+    _reject_unknown_parameters(APPLICANTS_PARAMETERS)
+    return _json(HTTPStatus.OK, service.list_applicants(job_id, limit=limit, after=after))
+
+
+@app.get(
+    "/jobs/<job_id>/insights",
+    operation_id="get_insights",
+    tags=[APPLICANTS],
+    summary="What a job's interviews show",
+    description="Over all the job's sessions and their results: sessions by status, the"
+    " results, count/mean/quartiles of each score, the 20 most frequent keywords of each"
+    " category, and how much of the questions' expected keywords the answers mention. A job"
+    " without interviews answers zeros and nulls.",
+    responses=route_responses(
+        Success(200, InsightsOut, "The job's insights."),
+        errors={404: NO_JOB, 422: "An unknown query parameter (`invalid_input`)."},
+    ),
+)
+def read_insights(job_id: JobId) -> Response[str]:
+    _reject_unknown_parameters(frozenset())
+    return _json(HTTPStatus.OK, service.job_insights(job_id))
 
 
 # log_event=False explicitly: POWERTOOLS_LOGGER_LOG_EVENT=true must not put transcripts in logs.

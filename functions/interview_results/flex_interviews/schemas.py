@@ -28,6 +28,7 @@ from flex_shared.schemas import (
     DatabaseId,
     JsonData,
     NonBlankText,
+    QuestionOut,
     ResponseModel,
     StorableJson,
     Text,
@@ -210,20 +211,97 @@ class CreateQuestionRequest(_Request):
     difficulty_level: Annotated[int, Field(ge=1, le=5), WHOLE_FLOAT_AS_INT] | None = None
 
 
-class QuestionOut(ResponseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    job_id: int | None
-    question_type: str
-    question_text: str
-    expected_keywords: Any
-    evaluation_criteria: Any
-    difficulty_level: int | None
-    created_at: UtcDatetime
-
-
 class QuestionListOut(ResponseModel):
     questions: list[QuestionOut]
     next_after_id: int | None
     """Pass as ``after_id`` to read the next page; null on the last page."""
+
+
+# --- hiring insights ---------------------------------------------------------------------
+
+
+class AverageScores(ResponseModel):
+    """Averages of the component scores over the same results as ``average_overall_score``
+    (nulls skipped; null when no result has that score)."""
+
+    logic: float | None
+    relevance: float | None
+    technical: float | None
+    communication: float | None
+
+
+class ApplicantOut(ResponseModel):
+    rank: int
+    """Position in the job's ranking, from 1: by ``average_overall_score`` (highest first,
+    applicants without one last), ties by ``applicant_id``."""
+    applicant_id: int
+    sessions: int
+    """The applicant's sessions for the job, whatever their status."""
+    completed_sessions: int
+    results: int
+    """Results of the completed sessions: the ones the averages are over."""
+    average_overall_score: float | None
+    """Mean ``overall_score`` of the results of the applicant's completed sessions for the job;
+    null when there is none (no completed session, or no overall score in one)."""
+    average_scores: AverageScores
+    last_completed_at: UtcDatetime | None
+
+
+class ApplicantsOut(ResponseModel):
+    job_id: int
+    applicants: list[ApplicantOut]
+    next: str | None
+    """Pass as ``after`` to read the next page; null on the last page."""
+
+
+class SessionCounts(ResponseModel):
+    pending: int
+    in_progress: int
+    completed: int
+    failed: int
+
+
+class ScoreStatistics(ResponseModel):
+    """One score over the job's results that have it (nulls skipped). ``p25``/``p75`` are
+    Python's ``statistics.quantiles(method="inclusive")`` quartiles (linear interpolation
+    between order statistics, R's type 7), ``median`` is ``statistics.median``; with a single
+    result all three are that score. Null statistics when ``count`` is 0."""
+
+    count: int
+    mean: float | None
+    p25: float | None
+    median: float | None
+    p75: float | None
+
+
+class ScoresStatistics(ResponseModel):
+    overall: ScoreStatistics
+    logic: ScoreStatistics
+    relevance: ScoreStatistics
+    technical: ScoreStatistics
+    communication: ScoreStatistics
+
+
+class KeywordCount(ResponseModel):
+    category: str
+    keyword: str
+    """In lower case: keywords (and categories) are counted case-insensitively."""
+    count: int
+    """Results mentioning the keyword in that category (once per result)."""
+
+
+class InsightsOut(ResponseModel):
+    """What a job's interviews show: every session of the job and every result of them
+    (whatever the session's status; failed sessions' answers are analysed answers too)."""
+
+    job_id: int
+    sessions: SessionCounts
+    results: int
+    scores: ScoresStatistics
+    top_keywords: list[KeywordCount]
+    """Per category (in category order), its 20 most frequent keywords, most frequent first,
+    ties by keyword."""
+    expected_keyword_coverage: float | None
+    """Over the results whose ``question_id`` is a question with ``expected_keywords`` (every
+    string in it): the share of those keywords found, case-insensitively, among the result's
+    ``keywords``, averaged. Null when no result answers such a question."""

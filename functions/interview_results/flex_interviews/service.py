@@ -12,22 +12,31 @@ import math
 
 from sqlalchemy.engine import Connection
 
-from flex_interviews import store
+from flex_interviews import page_cursor, store
+from flex_interviews.insights import expected_keyword_coverage, mean, quartiles
 from flex_interviews.schemas import (
+    ApplicantOut,
+    ApplicantsOut,
+    AverageScores,
     CreateInterviewRequest,
     CreateQuestionRequest,
+    InsightsOut,
     InterviewOut,
     InterviewResultsOut,
+    KeywordCount,
     QuestionListOut,
-    QuestionOut,
     ResultOut,
     ResultRequest,
+    ScoresStatistics,
+    ScoreStatistics,
+    SessionCounts,
     UpdateInterviewRequest,
 )
 from flex_interviews.summary import summarize
 from flex_shared.db import run_in_transaction
 from flex_shared.errors import Conflict, NotFound
 from flex_shared.postgres import INT4_MAX
+from flex_shared.schemas import QuestionOut
 from flex_shared.statuses import InterviewStatus
 
 ALLOWED_TRANSITIONS: dict[InterviewStatus, frozenset[InterviewStatus]] = {
@@ -279,3 +288,101 @@ def list_questions(
         )
 
     return run_in_transaction(read)
+
+
+# --- hiring insights ---------------------------------------------------------------------
+
+TOP_KEYWORDS_PER_CATEGORY = 20
+
+
+def list_applicants(job_id: int, *, limit: int, after: str | None) -> ApplicantsOut:
+    """One page of the job's applicants in ranking order, and the cursor of the next. 404 for
+    a job that never existed; a job taken out of search keeps its applicants."""
+    _require_id("job", job_id)
+    boundary = page_cursor.decode(after, job_id) if after is not None else None
+    # One more than the page: whether there is a next page, without counting.
+    rows = run_in_transaction(
+        lambda connection: store.applicants_page(
+            connection,
+            job_id,
+            after=(boundary.ranking_key, boundary.applicant_id) if boundary else None,
+            limit=limit + 1,
+        )
+    )
+    if rows is None:
+        raise NotFound("job", job_id)
+    first_rank = boundary.rank + 1 if boundary else 1
+    page = rows[:limit]
+    applicants = [
+        ApplicantOut(
+            rank=first_rank + offset,
+            applicant_id=row.applicant_id,
+            sessions=row.sessions,
+            completed_sessions=row.completed_sessions,
+            results=row.results,
+            average_overall_score=row.average_overall_score,
+            average_scores=AverageScores(
+                logic=row.average_logic_score,
+                relevance=row.average_relevance_score,
+                technical=row.average_technical_score,
+                communication=row.average_communication_score,
+            ),
+            last_completed_at=row.last_completed_at,
+        )
+        for offset, row in enumerate(page)
+    ]
+    next_cursor = None
+    if len(rows) > limit:
+        last = page[-1]
+        next_cursor = page_cursor.encode(
+            page_cursor.PageCursor(
+                job_id=job_id,
+                ranking_key=last.ranking_key,
+                applicant_id=last.applicant_id,
+                rank=first_rank + limit - 1,
+            )
+        )
+    return ApplicantsOut(job_id=job_id, applicants=applicants, next=next_cursor)
+
+
+def _score_statistics(total: store.ScoreTotal, values: dict[int, float]) -> ScoreStatistics:
+    cuts = quartiles(total.count, values)
+    return ScoreStatistics(
+        count=total.count,
+        mean=mean(total.total, total.count),
+        p25=cuts.p25,
+        median=cuts.median,
+        p75=cuts.p75,
+    )
+
+
+def job_insights(job_id: int) -> InsightsOut:
+    """What the job's interviews show (all of its sessions and their results), read from the
+    job's aggregates in one statement. 404 for a job that never existed; a job taken out of
+    search keeps its insights."""
+    _require_id("job", job_id)
+    insights = run_in_transaction(
+        lambda connection: store.job_insights(connection, job_id, TOP_KEYWORDS_PER_CATEGORY)
+    )
+    if insights is None:
+        raise NotFound("job", job_id)
+    scores = {
+        score: _score_statistics(total, insights.order_statistics[score])
+        for score, total in insights.scores.items()
+    }
+    return InsightsOut(
+        job_id=job_id,
+        sessions=SessionCounts(
+            pending=insights.pending,
+            in_progress=insights.in_progress,
+            completed=insights.completed,
+            failed=insights.failed,
+        ),
+        results=insights.results,
+        scores=ScoresStatistics(**scores),
+        top_keywords=[
+            KeywordCount(category=k.category, keyword=k.keyword, count=k.results)
+            for k in insights.top_keywords
+        ],
+        expected_keyword_coverage=expected_keyword_coverage(insights.questions),
+    )

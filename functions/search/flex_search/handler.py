@@ -1,4 +1,5 @@
-"""Search API (SPEC.md, "Search API"): ``POST /search`` and ``GET /jobs/{job_id}``.
+"""Search API (SPEC.md, "Search API"): ``POST /search``, ``GET /jobs/{job_id}`` and
+``GET /jobs/{job_id}/questions/suggested``.
 
 API Gateway REST proxy events in, JSON out. Validation (422 naming the field, 400 for malformed
 JSON) and the error shape come from the layer's resolver; the work is in ``flex_search.service``.
@@ -10,12 +11,17 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flex_search import service
-from flex_search.schemas import JobResponse, SearchRequest, SearchResponse
+from flex_search.schemas import (
+    JobResponse,
+    SearchRequest,
+    SearchResponse,
+    SuggestedQuestionsResponse,
+)
 from flex_shared.api import create_resolver
 from flex_shared.config import get_settings
 from flex_shared.embeddings import deadline_from_context
@@ -33,6 +39,9 @@ QUERY_EMBEDDING_RESERVE_SECONDS = 3.0
 """Lambda time kept back from the query embedding's retries for the database and the answer:
 under a Bedrock throttling storm the caller gets a JSON 503 naming the embedding service
 instead of a timed-out Lambda (API Gateway's bare 502, and no reason in the logs)."""
+
+
+DEFAULT_SUGGESTED_QUESTIONS = 5
 
 
 def _json(body: str) -> Response[str]:
@@ -84,6 +93,39 @@ def get_job(
     job_id: Annotated[int, Path(ge=1, le=INT4_MAX, description="The job's id.")],
 ) -> Response[str]:
     return _json(service.read_job(job_id).model_dump_json())
+
+
+@app.get(
+    "/jobs/<job_id>/questions/suggested",
+    operation_id="suggest_questions",
+    tags=["Jobs"],
+    summary="Question templates that fit a job",
+    description="The job's own and the general question templates (`job_id` null), ranked by"
+    " the cosine similarity of each question to the job description's nearest chunk (that"
+    " chunk's `chunk_index` is given), most similar first. A question is embedded once and"
+    " kept until its text changes.",
+    responses=route_responses(
+        Success(200, SuggestedQuestionsResponse, "The `top_k` best questions (possibly none)."),
+        errors={
+            404: "No job with this id is in search (`not_found`): it never existed, or was"
+            " taken out of search (its interviews keep their applicants and insights).",
+            409: "The job's description was embedded by another model than the current one"
+            " (`conflict`): it is compared again once ingested again.",
+            503: "The embedding service is unavailable or throttled past the request's time"
+            " (`embedding_unavailable`).",
+        },
+    ),
+)
+def get_suggested_questions(
+    job_id: Annotated[int, Path(ge=1, le=INT4_MAX, description="The job's id.")],
+    top_k: Annotated[
+        int, Query(ge=1, le=50, description="How many questions to answer.")
+    ] = DEFAULT_SUGGESTED_QUESTIONS,
+) -> Response[str]:
+    deadline = deadline_from_context(
+        app.lambda_context, reserve_seconds=QUERY_EMBEDDING_RESERVE_SECONDS
+    )
+    return _json(service.suggest_questions(job_id, top_k, deadline=deadline).model_dump_json())
 
 
 # The API Gateway request id on every log line: the access log's requestId finds them.

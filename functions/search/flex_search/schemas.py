@@ -16,6 +16,7 @@ from flex_shared.schemas import (
     ApiModel,
     DatabaseId,
     NonBlankText,
+    QuestionOut,
     ResponseModel,
     UtcDatetime,
 )
@@ -78,3 +79,18 @@ class JobResponse(ResponseModel):
     """How many chunks the description was split into for search."""
     created_at: UtcDatetime
     updated_at: UtcDatetime
+
+
+class SuggestedQuestion(ResponseModel):
+    question: QuestionOut
+    similarity: float
+    """Cosine similarity of the question to the job description's nearest chunk."""
+    chunk_index: int
+    """That chunk's ``chunk_index``."""
+
+
+class SuggestedQuestionsResponse(ResponseModel):
+    job_id: int
+    questions: list[SuggestedQuestion]
+    """The job's own and the general question templates (``job_id`` null), most similar
+    first, ties by question id."""

@@ -22,10 +22,19 @@ from sqlalchemy.engine import Connection
 from flex_search import store
 from flex_search.distance import Metric, similarity
 from flex_search.query_embedding import query_vector_literal
-from flex_search.schemas import JobResponse, SearchRequest, SearchResponse, SearchResult
+from flex_search.schemas import (
+    JobResponse,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    SuggestedQuestion,
+    SuggestedQuestionsResponse,
+)
 from flex_shared.config import get_settings
-from flex_shared.db import run_in_transaction
-from flex_shared.errors import NotFound
+from flex_shared.db import run_in_transaction, vector_literal
+from flex_shared.embeddings import get_embedder
+from flex_shared.errors import Conflict, NotFound
+from flex_shared.schemas import QuestionOut
 
 logger = Logger(child=True)
 
@@ -170,3 +179,83 @@ def read_job(job_id: int) -> JobResponse:
         created_at=job.created_at.replace(tzinfo=UTC),
         updated_at=job.updated_at.replace(tzinfo=UTC),
     )
+
+
+# --- suggested questions ------------------------------------------------------------------
+
+QUESTION_EMBEDDING_MAX_CHARS = 2_000
+"""A question is embedded by its first 2,000 characters: a template is a sentence or a few,
+and this stays far inside Titan's input limits (8,192 tokens) whatever the script."""
+
+
+def _require_job_in_search(connection: Connection, job_id: int, model: str) -> None:
+    chunks = store.live_job_chunks(connection, job_id, model)
+    if chunks is None:
+        raise NotFound("job", job_id)
+    if chunks == 0:
+        # Its description was embedded by another model (before a change of model, until the
+        # job is ingested again): vectors of two models are never compared.
+        raise Conflict(
+            f"job {job_id}'s description has no embedding by the current model {model};"
+            " ingest it again to compare questions with it"
+        )
+
+
+def _embed_questions(texts: list[str], deadline: float | None) -> list[list[float]]:
+    # The embedder raises EmbeddingUnavailable (503) or EmbeddingInputError itself.
+    return get_embedder().embed_documents(
+        [text[:QUESTION_EMBEDDING_MAX_CHARS] for text in texts], deadline=deadline
+    )
+
+
+def _suggestions(job_id: int, rows: list[store.SuggestedQuestionRow]) -> SuggestedQuestionsResponse:
+    return SuggestedQuestionsResponse(
+        job_id=job_id,
+        questions=[
+            SuggestedQuestion(
+                question=QuestionOut.model_validate(row.question),
+                similarity=row.similarity,
+                chunk_index=row.chunk_index,
+            )
+            for row in rows
+        ],
+    )
+
+
+def suggest_questions(
+    job_id: int, top_k: int, *, deadline: float | None = None
+) -> SuggestedQuestionsResponse:
+    """The job's own and the general question templates closest in meaning to its
+    description. Questions without a current embedding (new, changed text, another model) are
+    embedded first, outside any transaction, and kept: an unchanged question is never embedded
+    twice. ``deadline`` bounds the embedding service's retries."""
+    model = get_embedder().model_id
+
+    def rank(connection: Connection) -> list[store.SuggestedQuestionRow]:
+        return store.suggested_questions(connection, job_id, model, top_k)
+
+    def read(
+        connection: Connection,
+    ) -> tuple[list[store.QuestionText], list[store.SuggestedQuestionRow]]:
+        _require_job_in_search(connection, job_id, model)
+        missing = store.questions_to_embed(connection, job_id, model)
+        return missing, ([] if missing else rank(connection))
+
+    missing, ranked = run_in_transaction(read)
+    if not missing:
+        return _suggestions(job_id, ranked)  # nothing to embed: one transaction
+    vectors = _embed_questions([question.text for question in missing], deadline)
+
+    def store_and_rank(connection: Connection) -> list[store.SuggestedQuestionRow]:
+        _require_job_in_search(connection, job_id, model)
+        store.save_question_embeddings(
+            connection,
+            model,
+            [
+                store.QuestionEmbedding(question.id, question.text_sha256, vector_literal(vector))
+                for question, vector in zip(missing, vectors, strict=True)
+            ],
+        )
+        return rank(connection)
+
+    return _suggestions(job_id, run_in_transaction(store_and_rank))

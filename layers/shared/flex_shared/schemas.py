@@ -1,6 +1,7 @@
 """What the API functions' request and response models share: the request and response base
 models, integers and database ids, the one rule for text the database can store, UTC
-timestamps, and the one error body every route answers with. Imports pydantic and nothing of
+timestamps, the one error body every route answers with, and the question template as both
+APIs answer it. Imports pydantic and nothing of
 the layer but its constants: a schema never pulls in the database, SQLAlchemy or the resolver
 (an import contract checks it).
 
@@ -191,6 +192,22 @@ UtcDatetime = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
 ]
 """A response field holding a stored timestamp; serialised by :func:`utc_isoformat`."""
+
+
+class QuestionOut(ResponseModel):
+    """A question template, as ``GET /questions/{question_id}`` answers it and as
+    ``GET /jobs/{job_id}/questions/suggested`` lists it (two functions, one shape)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    job_id: int | None
+    question_type: str
+    question_text: str
+    expected_keywords: Any
+    evaluation_criteria: Any
+    difficulty_level: int | None
+    created_at: UtcDatetime
 
 
 # --- errors ----------------------------------------------------------------------------------
