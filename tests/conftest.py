@@ -13,6 +13,9 @@ from types import ModuleType
 
 import pytest
 
+# Helper modules whose asserts should explain themselves like a test's.
+pytest.register_assert_rewrite("tests.interview_aggregates")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVENTS_DIR = REPO_ROOT / "events"
 

@@ -26,6 +26,7 @@ from devtools.lambda_context import FakeLambdaContext
 from flex_shared import config, db
 from flex_shared.models import Job
 from flex_shared.observability import LAYER_LOGGER
+from tests.interview_aggregates import assert_aggregates_match_their_definitions
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -745,6 +746,113 @@ def test_erasure_deletes_every_session_and_result_of_the_applicant_in_every_job(
     assert counts(db_engine)["interview_results"] == len(other_before["results"]) == 3
 
 
+def test_after_an_erasure_the_jobs_applicants_and_insights_no_longer_count_the_applicant(
+    api: Api, job_id: int, db_engine: Engine
+) -> None:
+    # Given a question with expected keywords, answered for the job by two applicants: the one
+    # to be erased with the best scores and keywords of their own, in a completed, a failed
+    # and a pending session, and once more for another job where they are the only applicant
+    created = api(
+        "POST",
+        "/questions",
+        {
+            "job_id": job_id,
+            "question_type": "technical",
+            "question_text": "Which tools would you use for the event pipeline?",
+            "expected_keywords": ["Python", "Rust", "Kafka"],
+        },
+    )
+    question = created.body["id"]
+    erased_answer = {
+        "question_id": question,
+        "overall_score": 95,
+        "logic_score": 90,
+        "keywords": {"technical": ["Rust", "Kafka", "Python"], "soft_skills": ["Mentoring"]},
+    }
+    kept_answer = {
+        "question_id": question,
+        "overall_score": 60,
+        "logic_score": 55,
+        "keywords": {"technical": ["python"]},
+    }
+
+    def session(job: int, applicant_id: int, status: str, answers: list[dict[str, Any]]) -> None:
+        if status == "pending":
+            new_interview(api, job, "pending", applicant_id=applicant_id)
+            return
+        interview_id = new_interview(api, job, "in_progress", applicant_id=applicant_id)
+        for answer in answers:
+            posted = api("POST", f"/interviews/{interview_id}/results", answer)
+            assert posted.status == 201, posted.body
+        if status != "in_progress":
+            assert api("PATCH", f"/interviews/{interview_id}", {"status": status}).status == 200
+
+    def applicants(job: int) -> list[dict[str, Any]]:
+        answer = api("GET", f"/jobs/{job}/applicants")
+        assert answer.status == 200, answer.body
+        return list(answer.body["applicants"])
+
+    def insights(job: int) -> dict[str, Any]:
+        answer = api("GET", f"/jobs/{job}/insights")
+        assert answer.status == 200, answer.body
+        return dict(answer.body)
+
+    session(
+        job_id,
+        801,
+        "completed",
+        [erased_answer, {**erased_answer, "question_id": question + 1000, "overall_score": 91}],
+    )
+    session(job_id, 801, "failed", [{**erased_answer, "overall_score": 20}])
+    session(job_id, 801, "pending", [])
+    session(job_id, 802, "completed", [kept_answer])
+    other_job = add_job(db_engine)
+    session(other_job, 801, "completed", [erased_answer])
+    # and a job where only the other applicant ever interviewed, the same way
+    control_job = add_job(db_engine)
+    session(control_job, 802, "completed", [kept_answer])
+    assert [row["applicant_id"] for row in applicants(job_id)] == [801, 802]
+    before = insights(job_id)
+    assert before["sessions"] == {"pending": 1, "in_progress": 0, "completed": 2, "failed": 1}
+    assert (before["results"], before["scores"]["overall"]["count"]) == (4, 4)
+    assert {"category": "technical", "keyword": "rust", "count": 3} in before["top_keywords"]
+
+    # When the applicant is erased
+    assert api("DELETE", "/applicants/801").status == 204
+
+    # Then the very next reads answer as if they had never interviewed: the other applicant
+    # ranked first, and the counts, scores, keywords and coverage of their answer alone
+    (row,) = applicants(job_id)
+    assert (row["rank"], row["applicant_id"], row["sessions"], row["results"]) == (1, 802, 1, 1)
+    assert (row["average_overall_score"], row["average_scores"]["logic"]) == (60, 55)
+    after = insights(job_id)
+    assert after["sessions"] == {"pending": 0, "in_progress": 0, "completed": 1, "failed": 0}
+    assert after["results"] == 1
+    assert after["scores"]["overall"] == {
+        "count": 1,
+        "mean": 60,
+        "p25": 60,
+        "median": 60,
+        "p75": 60,
+    }
+    assert after["scores"]["logic"]["count"] == 1
+    assert after["top_keywords"] == [{"category": "technical", "keyword": "python", "count": 1}]
+    assert after["expected_keyword_coverage"] == pytest.approx(1 / 3)
+    # exactly what a job where the erased applicant never interviewed answers
+    assert {**after, "job_id": control_job} == insights(control_job)
+    # and nothing of them is left in the other job either
+    assert applicants(other_job) == []
+    emptied = insights(other_job)
+    assert (sum(emptied["sessions"].values()), emptied["results"], emptied["top_keywords"]) == (
+        0,
+        0,
+        [],
+    )
+    assert emptied["scores"]["overall"]["mean"] is None
+    assert emptied["expected_keyword_coverage"] is None
+    assert_aggregates_match_their_definitions(db_engine)
+
+
 def test_erasure_is_204_again_when_nothing_is_left_and_the_applicant_may_come_back(
     api: Api, job_id: int, db_engine: Engine, audit_lines: Callable[[], list[dict[str, Any]]]
 ) -> None:
@@ -1001,23 +1109,31 @@ def test_transcripts_and_feedback_never_reach_logs_or_error_bodies(
     assert [a.status for a in answers] == [201, 422, 422, 422, 422, 422, 400, 400]
     for answer in answers[1:]:
         assert SECRET not in answer.raw
-    # Every other route that reads, changes or erases the interview, with the logs at DEBUG
+    # Every other route that reads, changes or erases the interview, or reads the job's
+    # interviews, with the logs at DEBUG
+    replaced = {**private, "strengths": [SECRET], "keywords": {"technical": [SECRET]}}
     reads = [
-        api("POST", path, {**private, "strengths": [SECRET]}),  # replaced: 200
+        api("POST", path, replaced),  # 200
         api("GET", path),  # the one place the transcript is meant to go: the answer
         api("GET", f"/interviews/{interview_id}"),
         api("PATCH", f"/interviews/{interview_id}", {"status": "completed"}),
+        api("GET", f"/jobs/{job_id}/applicants"),
+        api("GET", f"/jobs/{job_id}/insights"),  # its keywords, lower-cased, are the answer
         api("DELETE", "/applicants/123"),
         api("GET", path),
         api("POST", path, private),
+        api("GET", f"/jobs/{job_id}/insights"),
     ]
-    assert [a.status for a in reads] == [200, 200, 200, 200, 204, 404, 404]
+    assert [a.status for a in reads] == [200, 200, 200, 200, 200, 200, 204, 404, 404, 200]
     assert SECRET in reads[1].raw
+    assert SECRET.lower() in reads[5].raw
+    assert SECRET.lower() not in reads[9].raw  # erased with the applicant
     logs = captured_logs.getvalue()
     # the capture does see the logs, the audit line of the erasure included
     assert "result saved" in logs
     assert "applicant erased" in logs
     assert SECRET not in logs
+    assert SECRET.lower() not in logs
 
 
 def test_a_database_error_mid_statement_logs_no_personal_data(

@@ -20,6 +20,8 @@ from devtools.apigw import rest_event
 from devtools.functions import load_function
 from devtools.lambda_context import FakeLambdaContext
 from flex_shared.models import InterviewSession, InterviewStatus, Job
+from tests.interview_aggregates import assert_aggregates_match_their_definitions
+from tests.test_interview_results_api import Api
 
 FUNCTION_DIR = Path(__file__).resolve().parents[1] / "functions" / "interview_results"
 PROCESSES = 4
@@ -322,6 +324,31 @@ def test_results_written_while_the_applicant_is_erased_are_erased_with_them_or_r
         "results": ERASURE_ROUNDS,  # the other applicant's
         "orphans": 0,
     }
+    # The jobs' aggregates are exactly their definitions, and the job's applicants and
+    # insights, read through the handler, count the other applicant's results alone
+    assert_aggregates_match_their_definitions(db_engine)
+    api = Api(load_function("interview_results"))
+    ranking = api("GET", f"/jobs/{job_id}/applicants").body["applicants"]
+    assert [(row["applicant_id"], row["sessions"]) for row in ranking] == [(9999, 1)]
+    insights = api("GET", f"/jobs/{job_id}/insights").body
+    assert insights["sessions"] == {"pending": 0, "in_progress": 1, "completed": 0, "failed": 0}
+    assert insights["results"] == ERASURE_ROUNDS
+    scores = insights["scores"]
+    assert [scores[name]["count"] for name in ("overall", "logic", "technical", "relevance")] == [
+        ERASURE_ROUNDS,
+        ERASURE_ROUNDS,
+        ERASURE_ROUNDS,
+        0,
+    ]
+    assert (scores["logic"]["mean"], scores["technical"]["mean"]) == (70, 90)  # none of the 80s
+    assert {(k["category"], k["keyword"], k["count"]) for k in insights["top_keywords"]} == {
+        (category, keyword.lower(), ERASURE_ROUNDS)
+        for category, keywords in WRITTEN_KEYWORDS.items()
+        for keyword in keywords
+    }  # "sql" was only ever the erased applicants'
+    other_job = api("GET", f"/jobs/{jobs[2]}/insights").body
+    assert (other_job["results"], other_job["top_keywords"]) == (0, [])
+    assert api("GET", f"/jobs/{jobs[2]}/applicants").body["applicants"] == []
     print(f"erasure race over {ERASURE_ROUNDS} rounds: {outcomes}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -346,6 +347,9 @@ def test_the_demo_passes(scratch_database: str) -> None:
     assert "An exact skill: hybrid mode" in output
     assert "PATCH status=completed" in output
     assert "DELETE /applicants/1001 again -> 204" in output
+    # the demo checks that the job's applicants and insights lost the erased applicant
+    assert "Hiring insights" in output
+    assert re.search(r"GET /jobs/\d+/insights -> sessions 4 -> 3, results 6 -> 4", output)
 
 
 # --------------------------------------------------------------------- OpenAPI

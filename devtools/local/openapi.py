@@ -112,12 +112,15 @@ def merged_document(template: Template, runner: FunctionRunner) -> OpenAPIMerge:
 
 
 def document(merge: OpenAPIMerge) -> dict[str, Any]:
-    """The merged document, finished: statuses in order, the examples added, and the
-    components no operation refers to (Powertools' ``HTTPValidationError`` family, which these
-    APIs never answer) left out."""
+    """The merged document, finished: statuses in order, no content for an answer without a
+    body, the examples added, and the components no operation refers to (Powertools'
+    ``HTTPValidationError`` family, which these APIs never answer) left out."""
     finished: dict[str, Any] = json.loads(merge.get_openapi_json_schema())
     for operation in _operations(finished):
         operation["responses"] = dict(sorted(operation["responses"].items()))
+        for answer in operation["responses"].values():
+            if answer.get("content") == {}:  # an answer without a body (204)
+                del answer["content"]
     _add_request_examples(finished)
     _add_response_examples(finished)
     _drop_unused_components(finished)

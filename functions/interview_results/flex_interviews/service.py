@@ -220,13 +220,16 @@ def erase_applicant(applicant_id: int) -> store.Erasure:
 
     The sessions are locked first, so a result being written for one of them either commits
     before and is deleted (and counted) with the rest, or waits and then finds its session
-    gone. A session created after the locks were taken is a new interview, not erased.
+    gone. A session created after the locks were taken is a new interview, not erased. The
+    job aggregates the results count in are locked next, all at once and in the triggers' own
+    order, so that the erasure never deadlocks with another applicant's writes for the job.
     """
 
     def erase(connection: Connection) -> store.Erasure:
         interview_ids = store.lock_applicant_sessions(connection, applicant_id)
         if not interview_ids:
             return store.Erasure(sessions=0, results=0)
+        store.lock_job_aggregates_of(connection, interview_ids)
         results = store.delete_results_of(connection, interview_ids)
         sessions = store.delete_interviews(connection, interview_ids)
         return store.Erasure(sessions=sessions, results=results)

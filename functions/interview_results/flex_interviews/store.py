@@ -265,6 +265,58 @@ def lock_applicant_sessions(connection: Connection, applicant_id: int) -> list[i
     )
 
 
+_ERASED_RESULTS = "SELECT * FROM interview_results WHERE interview_id = ANY(:ids)"
+_ERASED_SCORES = (
+    "SELECT r.job_id, s.score, s.value FROM (" + _ERASED_RESULTS + ") AS r"
+    " CROSS JOIN LATERAL interview_result_scores(r.overall_score, r.logic_score,"
+    " r.relevance_score, r.technical_score, r.communication_score) AS s"
+)
+# The per-job aggregate rows that deleting these results decrements, each table in the order
+# migration 0004's result trigger (interview_results_track) changes them, and rows in the
+# order it sorts them: its key expressions, its collation. LockRows runs after the sort, so
+# rows are locked in that order.
+_AGGREGATE_ROW_LOCKS = (
+    "SELECT 1 FROM job_score_counts AS t JOIN (SELECT DISTINCT job_id, score, value FROM ("
+    + _ERASED_SCORES
+    + ") AS e) AS d ON (t.job_id, t.score, t.value) = (d.job_id, d.score, d.value)"
+    " ORDER BY d.job_id, d.score, d.value FOR UPDATE OF t",
+    "SELECT 1 FROM job_score_buckets AS t JOIN (SELECT DISTINCT job_id, score,"
+    " floor(value::numeric)::integer AS bucket FROM ("
+    + _ERASED_SCORES
+    + ") AS e) AS d ON (t.job_id, t.score, t.bucket) = (d.job_id, d.score, d.bucket)"
+    " ORDER BY d.job_id, d.score, d.bucket FOR UPDATE OF t",
+    "SELECT 1 FROM job_keyword_counts AS t JOIN (SELECT DISTINCT r.job_id, k.category,"
+    " k.keyword FROM (" + _ERASED_RESULTS + ") AS r"
+    " CROSS JOIN LATERAL interview_result_keywords(r.keywords) AS k) AS d"
+    " ON (t.job_id, t.category, t.keyword) = (d.job_id, d.category, d.keyword)"
+    " ORDER BY d.job_id, d.category, d.keyword FOR UPDATE OF t",
+    "SELECT 1 FROM job_question_keyword_counts AS t JOIN (SELECT DISTINCT r.job_id,"
+    " r.question_id, k.keyword FROM (" + _ERASED_RESULTS + ") AS r"
+    " CROSS JOIN LATERAL interview_result_keyword_set(r.keywords) AS k) AS d"
+    " ON (t.job_id, t.question_id, t.keyword) = (d.job_id, d.question_id, d.keyword)"
+    " ORDER BY d.job_id, d.question_id, d.keyword FOR UPDATE OF t",
+    "SELECT 1 FROM job_question_counts AS t JOIN (SELECT DISTINCT job_id, question_id FROM ("
+    + _ERASED_RESULTS
+    + ") AS r) AS d ON (t.job_id, t.question_id) = (d.job_id, d.question_id)"
+    " ORDER BY d.job_id, d.question_id FOR UPDATE OF t",
+)
+
+
+def lock_job_aggregates_of(connection: Connection, interview_ids: Sequence[int]) -> None:
+    """Lock, until the transaction ends, every per-job aggregate row that deleting these
+    sessions' results will decrement, in the order a single result's trigger locks them.
+
+    Deleting many results one row after another would otherwise take those rows in the order
+    of the results, not of the keys: against another applicant's result written for the same
+    job with the same scores or keywords (which locks them in key order), each could hold a
+    row the other waits for, a deadlock PostgreSQL breaks by failing one of them. Taken all
+    at once, in key order, the erasure queues behind such a writer, or the writer behind it.
+    The rows exist (these results count in them) and cannot fall to zero under us."""
+    ids = list(interview_ids)
+    for statement in _AGGREGATE_ROW_LOCKS:
+        connection.execute(text(statement), {"ids": ids})
+
+
 def delete_results_of(connection: Connection, interview_ids: Sequence[int]) -> int:
     """Delete every result of these sessions; how many were deleted."""
     return connection.execute(

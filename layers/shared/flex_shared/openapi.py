@@ -73,8 +73,9 @@ def _link(spec: Mapping[str, str]) -> dict[str, Any]:
 
 def _success(success: Success) -> OpenAPIResponse:
     answer: OpenAPIResponse = {"description": success.description}
-    if success.model is not None:
-        answer["content"] = {JSON: {"model": success.model}}
+    # Without a body (204): an empty content map, since Powertools fills a missing one with
+    # the handler's return annotation (a JSON null); the finished document drops it.
+    answer["content"] = {} if success.model is None else {JSON: {"model": success.model}}
     if success.location is not None:
         location = {
             "description": success.location,
