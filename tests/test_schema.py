@@ -126,6 +126,8 @@ def test_foreign_keys_are_the_seeds(db_engine: Engine) -> None:
         ("interview_sessions", "job_id", "jobs"),
         ("interview_results", "interview_id", "interview_sessions"),
         ("questions", "job_id", "jobs"),
+        # beyond the seed's tables: a question template's embedding (migration 0004)
+        ("question_embeddings", "question_id", "questions"),
     }
 
 
