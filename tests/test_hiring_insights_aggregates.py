@@ -404,3 +404,34 @@ def test_truncating_the_interview_tables_empties_their_aggregates(
         connection.execute(text("TRUNCATE interview_sessions CASCADE"))
 
     assert aggregate_counts(db_engine) == dict.fromkeys(AGGREGATES, 0)
+
+
+def test_a_score_just_under_a_whole_point_is_counted_in_the_bucket_below(
+    api: Api, db_engine: Engine
+) -> None:
+    # Given results whose scores sit a rounding error from a whole point (a model's 80 - 1e-14
+    # as a double; numeric would round it up to 80 before taking the floor)
+    job = add_job(db_engine)
+    just_under = 79.99999999999999
+    interview(
+        api,
+        job,
+        7,
+        "completed",
+        [scored(just_under), scored(80.0), scored(just_under, logic=0.30000000000000004)],
+    )
+    assert_aggregates_match_their_definitions(db_engine)
+
+    # When the job's insights are read
+    answer = api("GET", f"/jobs/{job}/insights")
+
+    # Then they are answered, with the exact order statistics
+    assert answer.status == 200, answer.body
+    overall = answer.body["scores"]["overall"]
+    assert (overall["count"], overall["p25"], overall["median"]) == (3, just_under, just_under)
+    assert overall["p75"] == pytest.approx(just_under + (80.0 - just_under) / 2, abs=1e-12)
+
+    # and erasing the applicant empties the job's buckets (each is found to be locked)
+    assert api("DELETE", "/applicants/7").status == 204
+    assert_aggregates_match_their_definitions(db_engine)
+    assert api("GET", f"/jobs/{job}/insights").body["scores"]["overall"]["count"] == 0

@@ -326,17 +326,20 @@ BEGIN
         ON CONFLICT (job_id, score, value) DO UPDATE SET results = t.results + EXCLUDED.results;
 
         INSERT INTO job_score_buckets AS t (job_id, score, bucket, results, total)
-        SELECT d.job_id, d.score, floor(d.value)::integer, sum(d.delta), sum(d.delta * d.value)
-        FROM (SELECT old_job AS job_id, s.score, s.value::numeric AS value, -1 AS delta
+        SELECT d.job_id, d.score, d.bucket, sum(d.delta), sum(d.delta * d.value)
+        -- the bucket is the floor of the stored double (79.99999999999999 is in 79, where the
+        -- quartile search looks for it); numeric would round it to 80 first
+        FROM (SELECT old_job AS job_id, s.score, floor(s.value)::integer AS bucket,
+                     s.value::numeric AS value, -1 AS delta
               FROM interview_result_scores({_SCORE_ARGUMENTS.format(row="OLD")}) AS s
               WHERE old_job IS NOT NULL
               UNION ALL
-              SELECT new_job, s.score, s.value::numeric, 1
+              SELECT new_job, s.score, floor(s.value)::integer, s.value::numeric, 1
               FROM interview_result_scores({_SCORE_ARGUMENTS.format(row="NEW")}) AS s
               WHERE new_job IS NOT NULL) AS d
-        GROUP BY d.job_id, d.score, floor(d.value)::integer
+        GROUP BY d.job_id, d.score, d.bucket
         HAVING sum(d.delta) <> 0 OR sum(d.delta * d.value) <> 0
-        ORDER BY d.job_id, d.score, floor(d.value)::integer
+        ORDER BY d.job_id, d.score, d.bucket
         ON CONFLICT (job_id, score, bucket) DO UPDATE
             SET results = t.results + EXCLUDED.results, total = t.total + EXCLUDED.total;
 

@@ -281,7 +281,7 @@ _AGGREGATE_ROW_LOCKS = (
     + ") AS e) AS d ON (t.job_id, t.score, t.value) = (d.job_id, d.score, d.value)"
     " ORDER BY d.job_id, d.score, d.value FOR UPDATE OF t",
     "SELECT 1 FROM job_score_buckets AS t JOIN (SELECT DISTINCT job_id, score,"
-    " floor(value::numeric)::integer AS bucket FROM ("
+    " floor(value)::integer AS bucket FROM ("
     + _ERASED_SCORES
     + ") AS e) AS d ON (t.job_id, t.score, t.bucket) = (d.job_id, d.score, d.bucket)"
     " ORDER BY d.job_id, d.score, d.bucket FOR UPDATE OF t",
