@@ -344,12 +344,12 @@ def test_a_fake_in_another_process_is_observed_and_steered_over_http(
     import urllib.request
 
     def control(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        request = urllib.request.Request(  # noqa: S310 -- the fake on loopback
+        request = urllib.request.Request(
             fake.endpoint_url + path,
             data=json.dumps(body).encode() if body is not None else None,
             method=method,
         )
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=5) as response:
             answer: dict[str, Any] = json.loads(response.read())
             return answer
 

@@ -68,7 +68,9 @@ def test_a_throttle_cuts_the_rate_to_what_got_through_and_spaces_the_calls() -> 
 
 
 @pytest.mark.parametrize(("succeeded", "rate"), [(0, 20.0), (39, 32.0)])
-def test_the_cut_keeps_between_half_and_four_fifths_of_the_rate(succeeded: int, rate: float) -> None:
+def test_the_cut_keeps_between_half_and_four_fifths_of_the_rate(
+    succeeded: int, rate: float
+) -> None:
     # nothing got through: half of 40/s; nearly everything: 80 % of it
     clock = Clock()
     limiter = throttled_at(clock, sent=40, succeeded=succeeded)
@@ -89,7 +91,8 @@ def test_throttles_within_the_cooldown_answer_calls_sent_before_the_cut() -> Non
     limiter.on_throttle()
     snapshot = limiter.snapshot()
     assert snapshot.decreases == 2
-    assert snapshot.rate is not None and snapshot.rate < 30.0
+    assert snapshot.rate is not None
+    assert snapshot.rate < 30.0
     assert snapshot.throttles == 12
 
 
@@ -106,7 +109,8 @@ def test_the_rate_grows_while_calls_succeed_but_not_past_twice_what_is_sent() ->
         limiter.on_success()
         clock.advance(0.001)
     busy_rate = limiter.snapshot().rate
-    assert busy_rate is not None and busy_rate > 12.0  # about 5 % a second, compounded
+    assert busy_rate is not None
+    assert busy_rate > 12.0
 
     # nearly idle: one call every 2 seconds; the rate stops growing at twice the sent rate
     clock.advance(10)
