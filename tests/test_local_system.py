@@ -177,7 +177,10 @@ def test_through_a_queue_the_function_gets_a_batch_and_a_failed_answer_is_retrie
     monkeypatch.setattr(local_s3, "RETRY_DELAYS_SECONDS", (0.0, 0.0))
     bucket = Bucket("Queued", "queued-jobs", versioned=False)
     create_bucket(moto_s3, bucket)
-    answers = [{"batchItemFailures": [{"itemIdentifier": "x"}]}, {"batchItemFailures": []}]
+    answers: list[dict[str, Any]] = [
+        {"batchItemFailures": [{"itemIdentifier": "x"}]},
+        {"batchItemFailures": []},
+    ]
     batches: list[dict[str, Any]] = []
 
     def deliver(function: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -567,7 +567,8 @@ def _alarm_on(template: dict[str, Any], queue: str) -> dict[str, Any]:
         if {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
         in alarm["Properties"]["Dimensions"]
     ]
-    return watched
+    properties: dict[str, Any] = watched
+    return properties
 
 
 def test_failures_in_the_dlq_and_an_old_backlog_raise_alarms(template: dict[str, Any]) -> None:
