@@ -148,8 +148,8 @@ def _copy_baseline(bodies: dict[str, str]) -> dict[str, Any]:
     embedder = get_embedder()
     documents, vectors = _baseline_rows(bodies)
     _truncate()
-    with db.connection_transaction() as connection:
-        job_ids = [
+    job_ids = db.run_in_transaction(
+        lambda connection: [
             connection.execute(
                 text(
                     "INSERT INTO jobs (company_id, title, description, source_bucket, source_key)"
@@ -159,6 +159,7 @@ def _copy_baseline(bodies: dict[str, str]) -> dict[str, Any]:
             ).scalar_one()
             for key, company, _ in documents
         ]
+    )
     payloads = [
         store.copy_rows(
             job_id,

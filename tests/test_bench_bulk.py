@@ -21,14 +21,13 @@ def test_the_simulation_runs_the_templates_defaults() -> None:
     template = load_template()
     parameters = template["Parameters"]
     queue = template["Resources"]["IngestQueue"]["Properties"]
+    function = template["Resources"]["IngestJobFunction"]["Properties"]
 
     deployment = Deployment.from_template()
 
     assert deployment.max_concurrency == parameters["IngestMaxConcurrency"]["Default"]
     assert deployment.batch_size == parameters["IngestBatchSize"]["Default"]
-    assert deployment.function_timeout == (
-        template["Resources"]["IngestJobFunction"]["Properties"]["Timeout"]
-    )
+    assert deployment.function_timeout == function["Timeout"]
     assert deployment.visibility_timeout == queue["VisibilityTimeout"]
     assert deployment.max_receive_count == queue["RedrivePolicy"]["maxReceiveCount"]
     assert deployment.embedding_max_concurrency == 8  # the layer's default; the template keeps it

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from flex_shared import db
 
@@ -47,28 +47,28 @@ def test_loading_a_sql_text_function_does_not_import_the_orm(function: str) -> N
     assert completed.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_connection_transaction_commits_on_success(db_engine: Engine) -> None:
-    with db.connection_transaction() as connection:
-        connection.execute(
+def test_run_in_transaction_commits_on_success(db_engine: Engine) -> None:
+    db.run_in_transaction(
+        lambda connection: connection.execute(
             text("INSERT INTO jobs (company_id, title, description) VALUES (1, 'kept', 'd')")
         )
+    )
 
     with db_engine.connect() as connection:
         titles = connection.execute(text("SELECT title FROM jobs")).scalars().all()
     assert titles == ["kept"]
 
 
-def _write_then_fail() -> None:
-    with db.connection_transaction() as connection:
-        connection.execute(
-            text("INSERT INTO jobs (company_id, title, description) VALUES (1, 'lost', 'd')")
-        )
-        raise RuntimeError("the work failed after the write")
+def _write_then_fail(connection: Connection) -> None:
+    connection.execute(
+        text("INSERT INTO jobs (company_id, title, description) VALUES (1, 'lost', 'd')")
+    )
+    raise RuntimeError("the work failed after the write")
 
 
-def test_connection_transaction_rolls_back_on_error(db_engine: Engine) -> None:
+def test_run_in_transaction_rolls_back_on_error(db_engine: Engine) -> None:
     with pytest.raises(RuntimeError, match="after the write"):
-        _write_then_fail()
+        db.run_in_transaction(_write_then_fail)
 
     with db_engine.connect() as connection:
         count = connection.execute(text("SELECT count(*) FROM jobs")).scalar_one()

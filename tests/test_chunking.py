@@ -17,6 +17,7 @@ from flex_shared.chunking import (
     chunk_spans,
     chunk_text,
     estimate_tokens,
+    minimum_chunk_count,
 )
 from flex_shared.titan import TITAN_MAX_INPUT_CHARS, TITAN_MAX_INPUT_TOKENS
 
@@ -58,6 +59,8 @@ def assert_valid_chunking(text: str, target: int, overlap: int, max_chars: int) 
         covered[start:end] = [True] * (end - start)
     lost = [i for i, char in enumerate(normalised) if not char.isspace() and not covered[i]]
     assert lost == []
+    # the cheap lower bound callers use to refuse a text before chunking it never overshoots
+    assert minimum_chunk_count(text, target_tokens=target) <= len(chunks)
     # deterministic
     assert (
         chunk_text(text, target_tokens=target, overlap_tokens=overlap, max_chars=max_chars)
@@ -235,3 +238,12 @@ def test_estimate_is_conservative_for_english_and_counts_each_hangul_syllable():
     assert estimate_tokens("개발자를 찾습니다.") == 8 + 1
     assert estimate_tokens("2026") == 2
     assert estimate_tokens("a     b") == 1 + 1 + 1
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda path: path.name)
+def test_the_lower_bound_on_chunks_is_close_for_long_descriptions(path: Path):
+    # A description 30 times as long as a sample: the bound must be near enough to the real
+    # count to refuse an oversized text without chunking it.
+    text = "\n\n".join([path.read_text(encoding="utf-8")] * 30)
+    actual = len(chunk_text(text))
+    assert 0.6 * actual <= minimum_chunk_count(text) <= actual

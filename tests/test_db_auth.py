@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from flex_shared import db
 from flex_shared.config import load_settings
@@ -155,60 +155,6 @@ def test_pool_is_bounded() -> None:
     engine.dispose()
 
 
-def _count_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every statement pg8000 sends to the server, in order."""
-    import pg8000.core
-
-    sent: list[str] = []
-    for name in ("execute_simple", "execute_unnamed"):
-        original = getattr(pg8000.core.CoreConnection, name)
-
-        def counting(
-            self: Any, statement: str, *args: Any, _original: Any = original, **kwargs: Any
-        ) -> Any:
-            sent.append(statement.strip().split()[0].upper())
-            return _original(self, statement, *args, **kwargs)
-
-        monkeypatch.setattr(pg8000.core.CoreConnection, name, counting)
-    return sent
-
-
-def test_a_connection_used_back_to_back_is_not_pinged(
-    db_engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # given a warm container: its pooled connection was just used
-    with db.connection_transaction() as connection:
-        connection.execute(text("SELECT 1"))
-    sent = _count_round_trips(monkeypatch)
-
-    # when the next request runs one statement in its transaction
-    with db.connection_transaction() as connection:
-        connection.execute(text("SELECT 2"))
-
-    # then only BEGIN, the statement and COMMIT reach the server (no extra SELECT 1 ping)
-    assert sent == ["BEGIN", "SELECT", "COMMIT"]
-
-
-def test_a_connection_dropped_while_idle_is_replaced_transparently(
-    db_engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # given a pooled connection that the server (or the proxy) dropped while the container idled
-    with db.connection_transaction() as connection:
-        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
-    admin = db.build_engine(load_settings())
-    with admin.begin() as connection:
-        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
-    admin.dispose()
-
-    # when the next request arrives
-    with db.connection_transaction() as connection:
-        answer = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-
-    # then it is served on a new connection instead of failing
-    assert answer != backend
-
-
 def test_no_session_level_set_reaches_the_server(db_engine: Engine) -> None:
     # Given a statement recorder on the layer's engine (RDS Proxy pins sessions on SET)
     statements: list[str] = []
@@ -221,11 +167,14 @@ def test_no_session_level_set_reaches_the_server(db_engine: Engine) -> None:
         db.reset_engine()  # a new engine sees the connect-time statements too
         engine = db.get_engine()
         event.listen(engine, "before_cursor_execute", _record)
+
         # When a transaction sets ef_search the only way this project does it, on the path
         # every Lambda takes (a Core connection, one transaction)
-        with db.connection_transaction() as connection:
+        def set_and_show(connection: Connection) -> str:
             db.set_local(connection, {"hnsw.ef_search": 123})
-            inside = connection.execute(text("SHOW hnsw.ef_search")).scalar_one()
+            return str(connection.execute(text("SHOW hnsw.ef_search")).scalar_one())
+
+        inside = db.run_in_transaction(set_and_show)
         with engine.connect() as connection:
             after = connection.execute(text("SHOW hnsw.ef_search")).scalar_one()
     finally:

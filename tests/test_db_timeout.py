@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,7 +13,10 @@ from types import ModuleType
 
 import pytest
 
+from devtools.lambda_context import FakeLambdaContext
 from devtools.layer_env import layer_configured
+from devtools.local.s3 import build_s3_event
+from devtools.local.template import Bucket
 from tests.test_search_support import call, rest_event
 
 
@@ -61,3 +67,42 @@ def test_a_stalled_database_is_a_503_within_the_socket_timeout(
     assert status == 503
     assert body["error"]["code"] == "database_unavailable"
     assert elapsed < 5
+
+
+def test_a_stalled_database_fails_an_ingestion_record_within_the_socket_timeout_naming_it(
+    load_function: Callable[[str], ModuleType],
+    silent_server: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given ingestion whose database never answers, with a socket timeout (template: 60 s)
+    monkeypatch.setenv("DB_SOCKET_TIMEOUT", "1")
+    app = load_function("ingest_job")
+    handler_module = sys.modules["flex_ingest.handler"]
+    log = io.StringIO()
+    previous = handler_module.logger.registered_handler.setStream(log)
+    key = "jobs/5/platform engineer.txt"
+    event = build_s3_event(
+        Bucket("JobsBucket", "flex-dev-jobs", versioned=False),
+        "ObjectCreated:Put",
+        key,
+        sequencer="0067D3F5AD8A1C0100",
+        configuration_id="ingest",
+    )
+    try:
+        with layer_configured(f"postgresql://flex:secret@127.0.0.1:{silent_server}/flex"):
+            # When an upload's event arrives
+            started = time.monotonic()
+            with pytest.raises(handler_module.IngestionFailed):
+                app.lambda_handler(event, FakeLambdaContext(remaining_ms=300_000))
+            elapsed = time.monotonic() - started
+    finally:
+        handler_module.logger.registered_handler.setStream(previous)
+
+    # Then the invocation fails (Lambda retries it) in about the timeout, not the Lambda's
+    # 300 s, with a log line naming the record
+    assert elapsed < 5
+    lines = [json.loads(line) for line in log.getvalue().splitlines() if line.startswith("{")]
+    [failed] = [line for line in lines if line.get("message") == "record failed"]
+    assert failed["key"] == key
+    assert failed["exception_name"] == "OperationalError"  # the database, timed out
+    assert "TimeoutError" in failed["exception"]

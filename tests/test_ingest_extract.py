@@ -20,7 +20,7 @@ import pytest
 @pytest.fixture
 def ingest_modules(load_function: Callable[[str], ModuleType]) -> dict[str, ModuleType]:
     load_function("ingest_job")  # puts the function's directory on sys.path, as Lambda does
-    names = ("events", "extract", "documents", "rejections")
+    names = ("events", "extract", "documents", "rejections", "limits")
     return {name: importlib.import_module(f"flex_ingest.{name}") for name in names}
 
 
@@ -198,7 +198,7 @@ def test_docx_that_expands_beyond_the_limit_is_rejected(
     ingest_modules: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     documents, extract = ingest_modules["documents"], ingest_modules["extract"]
-    monkeypatch.setattr(documents, "_DOCX_MAX_XML_BYTES", 10_000)
+    monkeypatch.setattr(documents, "DOCX_MAX_XML_BYTES", 10_000)
     body = "<w:p><w:r><w:t>" + "a" * 20_000 + "</w:t></w:r></w:p>"
 
     with pytest.raises(ingest_modules["rejections"].RejectedObject, match="too_large"):
@@ -226,7 +226,7 @@ def test_html_hidden_parts_and_blocks(ingest_modules: dict[str, ModuleType]) -> 
         "<style>p { color: red }</style><p>after style</p></body></html>"
     )
 
-    text, title = documents.html_text(html)
+    text, title = documents.html_text(html, ingest_modules["limits"].TextBudget(10_000))
 
     assert title == "Role title"
     assert text == "Line one\nLine two\n\nTom & Jerry <3\n\nafter style"

@@ -24,6 +24,7 @@ from devtools.apigw import rest_event as make_event
 from devtools.lambda_context import FakeLambdaContext
 from flex_shared import config, db
 from flex_shared.models import Job
+from flex_shared.observability import LAYER_LOGGER
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -148,6 +149,8 @@ def test_every_sample_event_is_answered_by_the_handler(api: Api, job_id: int) ->
         ("create_question", 201),
         ("list_questions", 200),
         ("get_question", 200),
+        ("get_applicants", 200),
+        ("get_insights", 200),
     ]
     answers = {}
     for name, status in expected:
@@ -161,6 +164,12 @@ def test_every_sample_event_is_answered_by_the_handler(api: Api, job_id: int) ->
     assert answers["get_results"]["results"][0]["overall_score"] == 86.375
     assert [q["id"] for q in answers["list_questions"]["questions"]] == [1]
     assert answers["get_question"]["question_type"] == "technical"
+    # the session is still running: applicant 123 is counted, not yet averaged
+    (applicant,) = answers["get_applicants"]["applicants"]
+    assert (applicant["applicant_id"], applicant["sessions"]) == (123, 1)
+    assert applicant["average_overall_score"] is None
+    assert answers["get_insights"]["sessions"]["in_progress"] == 1
+    assert answers["get_insights"]["scores"]["overall"]["median"] == 86.375
 
 
 # --- sessions ----------------------------------------------------------------------------
@@ -182,7 +191,39 @@ def test_create_interview_starts_pending_at_question_zero(api: Api, job_id: int)
     assert api("GET", f"/interviews/{body['id']}").body == body
 
 
-def test_create_interview_for_missing_or_removed_job_is_422_naming_job_id(
+def test_creates_answer_the_created_resource_location(api: Api, job_id: int) -> None:
+    # API Gateway's request context has the path as the client asked for it (the stage first,
+    # on the execute-api host): Location is that path plus the new id.
+    for path, body in (
+        ("/interviews", {"applicant_id": 5, "job_id": job_id}),
+        ("/questions", {**QUESTION, "job_id": job_id}),
+    ):
+        response = api.module.lambda_handler(
+            make_event("POST", path, body), FakeLambdaContext(function_name="interview_results")
+        )
+        created = json.loads(response["body"])
+        assert response["statusCode"] == 201
+        assert response["multiValueHeaders"]["Location"] == [f"/Prod{path}/{created['id']}"]
+        assert api("GET", f"{path}/{created['id']}").body == created
+
+
+def test_integers_written_with_a_zero_fraction_are_integers(api: Api, job_id: int) -> None:
+    # OpenAPI 3.1 (JSON Schema) counts 3.0 as an integer; a generated client may send it so.
+    interview_id = new_interview(api, job_id, "in_progress")
+
+    moved = api("PATCH", f"/interviews/{interview_id}", {"current_question_index": 2.0})
+    question = api("POST", "/questions", {**QUESTION, "difficulty_level": 3.0})
+    result = api("POST", f"/interviews/{interview_id}/results", {"question_id": 7.0})
+
+    assert moved.body["current_question_index"] == 2
+    assert question.status == 201
+    assert question.body["difficulty_level"] == 3
+    assert result.status == 201
+    assert result.body["question_id"] == 7
+    assert '"question_id":7,' in result.raw
+
+
+def test_create_interview_for_missing_or_removed_job_is_404_naming_job_id(
     api: Api, db_engine: Engine
 ) -> None:
     removed = add_job(db_engine, deleted=True)
@@ -190,10 +231,11 @@ def test_create_interview_for_missing_or_removed_job_is_422_naming_job_id(
     missing = api("POST", "/interviews", {"applicant_id": 1, "job_id": 999})
     gone = api("POST", "/interviews", {"applicant_id": 1, "job_id": removed})
 
-    assert missing.status == 422
+    assert missing.status == 404
+    assert missing.body["error"]["code"] == "not_found"
     assert fields_named(missing) == {"job_id"}
     assert "job 999 does not exist" in missing.body["error"]["message"]
-    assert gone.status == 422
+    assert gone.status == 404
     assert f"job {removed} has been removed" in gone.body["error"]["message"]
     assert counts(db_engine)["interview_sessions"] == 0
 
@@ -604,7 +646,6 @@ def test_question_is_created_read_and_listed_by_filters(
         ({"question_type": "   "}, "question_type"),
         ({"question_text": ""}, "question_text"),
         ({"question_text": None}, "question_text"),
-        ({"job_id": 999}, "job_id"),
         ({"job_id": "1"}, "job_id"),
         ({"expected_keywords": {"k": "\u0000"}}, "expected_keywords"),
         ({"difficulty": 3}, "difficulty"),
@@ -620,13 +661,18 @@ def test_bad_question_is_refused_naming_the_field_and_changes_nothing(
     assert counts(db_engine)["questions"] == 0
 
 
-def test_question_for_a_removed_job_is_refused(api: Api, db_engine: Engine) -> None:
+def test_question_for_a_missing_or_removed_job_is_404_naming_job_id(
+    api: Api, db_engine: Engine
+) -> None:
     removed = add_job(db_engine, deleted=True)
 
-    answer = api("POST", "/questions", {**QUESTION, "job_id": removed})
+    missing = api("POST", "/questions", {**QUESTION, "job_id": 999})
+    gone = api("POST", "/questions", {**QUESTION, "job_id": removed})
 
-    assert answer.status == 422
-    assert fields_named(answer) == {"job_id"}
+    for answer in (missing, gone):
+        assert answer.status == 404
+        assert answer.body["error"]["code"] == "not_found"
+        assert fields_named(answer) == {"job_id"}
     assert counts(db_engine)["questions"] == 0
 
 
@@ -673,7 +719,9 @@ def captured_logs(api: Api) -> Iterator[io.StringIO]:
     handler.setFormatter(LambdaPowertoolsFormatter())
     handler_module = importlib.import_module("flex_interviews.handler")
     service_logger = logging.getLogger(handler_module.logger.service)
-    targets = [logging.getLogger(), service_logger]
+    # The layer's lines go through the function's handler (flex_shared.observability), not root.
+    layer_logger = logging.getLogger(LAYER_LOGGER)
+    targets = [logging.getLogger(), service_logger, layer_logger]
     levels = [target.level for target in targets]
     for target in targets:
         target.addHandler(handler)

@@ -58,7 +58,12 @@ def recorder() -> Recorder:
 @pytest.fixture
 def api(recorder: Recorder) -> Iterator[LocalApiServer]:
     server = LocalApiServer(
-        TEMPLATE.routes, TEMPLATE.stages, recorder, port=0, log=lambda message: None
+        TEMPLATE.routes,
+        TEMPLATE.stages,
+        recorder,
+        port=0,
+        gateway_responses=TEMPLATE.gateway_responses,
+        log=lambda message: None,
     )
     server.start()
     try:
@@ -109,7 +114,8 @@ def test_a_request_becomes_the_proxy_event_api_gateway_sends(
     context = event["requestContext"]
     assert context["resourcePath"] == "/jobs/{job_id}"
     assert context["stage"] == "dev"  # the template's StageName default
-    assert context["path"] == "/dev/jobs/42"
+    # the path as the client asked for it: the local API serves the stage at the root
+    assert context["path"] == "/jobs/42"
     assert context["httpMethod"] == "GET"
     assert context["identity"]["sourceIp"] == "127.0.0.1"
     assert context["requestId"]
@@ -222,17 +228,42 @@ def test_a_failing_or_malformed_function_is_a_502_like_api_gateway(
     api: LocalApiServer, recorder: Recorder, response: Any
 ) -> None:
     recorder.response = response
-    status, _, body = request(api, "GET", "/interviews/1")
+    status, headers, body = request(api, "GET", "/interviews/1")
+    # API Gateway's own 5xx, shaped by the template's DEFAULT_5XX gateway response, with the
+    # request id the function was given
     assert status == 502
-    assert json.loads(body) == {"message": "Internal server error"}
+    assert headers["Content-Type"] == "application/json"
+    [(_, event)] = recorder.events
+    assert json.loads(body) == {
+        "error": {
+            "code": "internal_error",
+            "message": "Internal server error",
+            "request_id": event["requestContext"]["requestId"],
+        }
+    }
 
 
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("GET", "/nope"),
+        ("DELETE", "/interviews/1"),
+        ("GET", "/search"),
+        ("HEAD", "/search"),
+        # methods API Gateway has no route for, whatever the path
+        ("TRACE", "/search"),
+        ("QUERY", "/search"),
+        ("PROPFIND", "/jobs/1"),
+        ("CONNECT", "/interviews"),
+    ],
+)
 def test_unknown_routes_and_methods_get_api_gateways_403(
-    api: LocalApiServer, recorder: Recorder
+    api: LocalApiServer, recorder: Recorder, method: str, target: str
 ) -> None:
-    for method, target in (("GET", "/nope"), ("DELETE", "/interviews/1"), ("GET", "/search")):
-        status, _, body = request(api, method, target)
-        assert status == 403, (method, target)
+    status, headers, body = request(api, method, target, body=b"" if method == "QUERY" else None)
+    assert status == 403
+    assert headers["Content-Type"] == "application/json"
+    if method != "HEAD":
         assert json.loads(body) == {"message": "Missing Authentication Token"}
     assert recorder.events == []
 

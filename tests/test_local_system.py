@@ -5,6 +5,7 @@ passes, and the committed OpenAPI document is what the code generates."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -275,6 +276,50 @@ def test_uploading_with_any_client_triggers_ingestion(system: LocalSystem) -> No
     assert found["results"] == []
     assert system.bridge is not None
     assert system.bridge.failed == []
+
+
+def test_each_run_starts_with_an_empty_database_as_its_bucket_starts_empty(
+    tmp_path: Path,
+) -> None:
+    # Given a run on a data directory of its own, where a job was uploaded and ingested
+    options = LocalOptions(
+        data_dir=tmp_path / "pg",
+        serve_api=False,
+        samples_dir=None,
+        watch_s3=False,
+        fresh_state=True,  # what `make run` asks for
+        extra_overrides={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+    )
+    bucket = TEMPLATE.buckets["JobsBucket"].name
+    key = "jobs/5/platform engineer.txt"
+    with LocalSystem(options, log=lambda message: None) as first:
+        first.s3.put_object(Bucket=bucket, Key=key, Body=b"Platform Engineer\n\nTerraform.")
+        assert first.bridge is not None
+        first.bridge.sync()
+        assert job_at(first, key) is not None
+        assert first.postgres is not None
+        server_dir = first.postgres.data_dir
+
+    # When the system is stopped and started again (moto's S3 lives in memory only)
+    with LocalSystem(options, log=lambda message: None) as second:
+        # Then no job outlives its object: the database starts as empty as the bucket
+        assert second.s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+        assert list_jobs(second.database_url) == []
+        assert second.postgres is not None
+        assert second.postgres.data_dir == server_dir  # the same server, kept between runs
+
+
+def test_a_second_run_refuses_to_empty_the_database_of_a_running_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a run in progress on a data directory (its state file names a live process)
+    data_dir = tmp_path / "pgdata"
+    (tmp_path / "runner.json").write_text(json.dumps({"pid": os.getpid()}))
+
+    # When another run is started on it, it stops before touching anything
+    assert main(["run", "--port", "0", "--data-dir", str(data_dir)]) == 1
+    assert "already running" in capsys.readouterr().err
+    assert not data_dir.exists()
 
 
 def test_invoke_prints_the_handlers_response(

@@ -55,7 +55,7 @@ def test_keyword_search_migration_backfills_existing_chunks() -> None:
     # Given chunks written before the keyword search migration
     with fresh_database() as url, configured_database(url):
         run_alembic("upgrade", "head")
-        run_alembic("downgrade", "-1")
+        run_alembic("downgrade", "0002")
         vector = "[" + ",".join(["0"] * 1023 + ["1"]) + "]"
         with db.get_engine().begin() as connection:
             job_id = connection.execute(

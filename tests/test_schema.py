@@ -126,6 +126,7 @@ def test_foreign_keys_are_the_seeds(db_engine: Engine) -> None:
         ("interview_sessions", "job_id", "jobs"),
         ("interview_results", "interview_id", "interview_sessions"),
         ("questions", "job_id", "jobs"),
+        ("question_embeddings", "question_id", "questions"),  # 0004: goes with its question
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from flex_shared import config, db
 from flex_shared.embeddings import EmbeddingUnavailable, get_embedder
 from flex_shared.models import Job, JobChunk
+from flex_shared.observability import LAYER_LOGGER, route_layer_logs
 from tests.test_search_support import (
     JOBS,
     PYTHON_DISTANCES,
@@ -121,6 +123,16 @@ def test_default_top_k_is_five_and_default_metric_is_cosine(search_app, jobs):
     assert len(body["results"]) == 5
     for result in body["results"]:
         assert result["similarity"] == pytest.approx(1 - result["distance"])
+
+
+def test_integers_written_with_a_zero_fraction_are_integers(search_app, jobs):
+    # OpenAPI 3.1 (JSON Schema) counts 2.0 as an integer; a generated client may send it so.
+    as_int = search(search_app, query="backend engineer", top_k=2, job_id=jobs[0].id)
+    as_float = search(search_app, query="backend engineer", top_k=2.0, job_id=float(jobs[0].id))
+
+    assert as_float[0] == 200
+    assert as_float == as_int
+    assert len(as_float[1]["results"]) == 2
 
 
 def _stored_vectors(session: Session) -> dict[int, list[float]]:
@@ -269,7 +281,7 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("job_id bool", {"query": "q", "job_id": True}, "job_id"),
     ("job_id zero", {"query": "q", "job_id": 0}, "job_id"),
     ("job_id beyond integer", {"query": "q", "job_id": 2**31}, "job_id"),
-    ("company_id float", {"query": "q", "company_id": 1.0}, "company_id"),
+    ("company_id fraction", {"query": "q", "company_id": 1.5}, "company_id"),
     ("company_id bool", {"query": "q", "company_id": False}, "company_id"),
     ("company_id list", {"query": "q", "company_id": [1]}, "company_id"),
     ("unknown field", {"query": "q", "limit": 3}, "limit"),
@@ -491,7 +503,14 @@ def test_error_logs_carry_the_api_gateway_request_id(search_app, jobs, monkeypat
     embedding = importlib.import_module("flex_search.query_embedding")
     monkeypatch.setattr(embedding, "get_embedder", _FailingEmbedder)
     buffer = io.StringIO()
-    handler = importlib.import_module("flex_search.handler").logger.registered_handler
+    search_logger = importlib.import_module("flex_search.handler").logger
+    # The layer's lines go through the function's logger; this process has imported every app
+    # (each routed them at import), a search container only the search app: route them as it does
+    layer_logger = logging.getLogger(LAYER_LOGGER)
+    monkeypatch.setattr(layer_logger, "handlers", list(layer_logger.handlers))
+    monkeypatch.setattr(layer_logger, "level", layer_logger.level)
+    route_layer_logs(search_logger)
+    handler = search_logger.registered_handler
     previous_stream = handler.setStream(buffer)
     event = rest_event("POST", "/search", body={"query": "backend engineer"})
     event["requestContext"]["requestId"] = "c0ffee00-1234-4321-abcd-0123456789ab"

@@ -43,6 +43,7 @@ SPEC_FUNCTIONS = {
 SPEC_ROUTES = {
     ("POST", "/search"): "SearchFunction",
     ("GET", "/jobs/{}"): "SearchFunction",
+    ("GET", "/jobs/{}/questions/suggested"): "SearchFunction",
     ("POST", "/interviews"): "InterviewResultsFunction",
     ("GET", "/interviews/{}"): "InterviewResultsFunction",
     ("PATCH", "/interviews/{}"): "InterviewResultsFunction",
@@ -51,6 +52,8 @@ SPEC_ROUTES = {
     ("POST", "/questions"): "InterviewResultsFunction",
     ("GET", "/questions"): "InterviewResultsFunction",
     ("GET", "/questions/{}"): "InterviewResultsFunction",
+    ("GET", "/jobs/{}/applicants"): "InterviewResultsFunction",
+    ("GET", "/jobs/{}/insights"): "InterviewResultsFunction",
 }
 EMBEDDING_FUNCTIONS = {"IngestJobFunction", "SearchFunction"}
 
@@ -802,3 +805,104 @@ def test_every_route_and_every_function_has_a_sample_event(template: dict[str, A
     assert any("+" in key or "%" in key for key in s3_keys), "an S3 key that is URL-encoded"
     for name in SPEC_FUNCTIONS.values():
         assert any(e["file"].startswith(f"{name}_") for e in events), name
+
+
+# --------------------------------------------------------------------------- 3 a.m.
+
+ALARM_ACTIONS = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+
+
+def alarms_on(
+    template: dict[str, Any], namespace: str, metric: str, dimension: dict[str, Any]
+) -> list[dict[str, Any]]:
+    return [
+        alarm
+        for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"]["Namespace"] == namespace
+        and alarm["Properties"]["MetricName"] == metric
+        and dimension in alarm["Properties"]["Dimensions"]
+    ]
+
+
+def test_every_alarm_notifies_the_alarm_topic_when_it_fires_and_clears(
+    template: dict[str, Any],
+) -> None:
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 11
+    for name, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == ALARM_ACTIONS, name
+        assert alarm["Properties"]["OKActions"] == ALARM_ACTIONS, name
+        assert alarm["Properties"]["TreatMissingData"] == "notBreaching", name
+
+
+def test_the_api_alarms_on_any_5xx(template: dict[str, Any]) -> None:
+    api_name = template["Resources"]["FlexApi"]["Properties"]["Name"]
+    [alarm] = alarms_on(
+        template, "AWS/ApiGateway", "5XXError", {"Name": "ApiName", "Value": api_name}
+    )
+    properties = alarm["Properties"]
+    assert {"Name": "Stage", "Value": {"Ref": "Stage"}} in properties["Dimensions"]
+    assert (properties["Statistic"], properties["Threshold"]) == ("Sum", 1)
+    assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_every_function_alarms_on_its_errors_and_throttles(template: dict[str, Any]) -> None:
+    for name in functions_of(template):
+        dimension = {"Name": "FunctionName", "Value": {"Ref": name}}
+        [errors] = alarms_on(template, "AWS/Lambda", "Errors", dimension)
+        [throttles] = alarms_on(template, "AWS/Lambda", "Throttles", dimension)
+        for alarm in (errors, throttles):
+            assert alarm["Properties"]["Statistic"] == "Sum", name
+            assert alarm["Properties"]["Threshold"] == 1, name
+        # Always there: the event source mapping bounds ingestion without throttling it, so a
+        # throttle means the account's concurrency ran out.
+        assert "Condition" not in throttles, name
+
+
+def test_ingestions_backlog_is_watched_in_its_queue_not_in_lambdas_async_queue(
+    template: dict[str, Any],
+) -> None:
+    # Nothing is invoked asynchronously: an AsyncEventAge alarm would never see an event.
+    dimension = {"Name": "FunctionName", "Value": {"Ref": "IngestJobFunction"}}
+    assert alarms_on(template, "AWS/Lambda", "AsyncEventAge", dimension) == []
+    queue = {"Name": "QueueName", "Value": {"Fn::GetAtt": ["IngestQueue", "QueueName"]}}
+    [alarm] = alarms_on(template, "AWS/SQS", "ApproximateAgeOfOldestMessage", queue)
+    assert alarm["Properties"]["Statistic"] == "Maximum"
+    # seconds, well inside the time a message is kept: hours left to act
+    retention = template["Resources"]["IngestQueue"]["Properties"]["MessageRetentionPeriod"]
+    default = template["Parameters"]["IngestBacklogAlarmSeconds"]["Default"]
+    assert 0 < default <= retention / 3
+
+
+def test_functions_that_serve_or_ingest_give_up_on_a_stalled_database_before_their_timeout(
+    template: dict[str, Any],
+) -> None:
+    for name in ("SearchFunction", "InterviewResultsFunction", "IngestJobFunction"):
+        function = template["Resources"][name]
+        timeout = function_setting(template, function, "Timeout")
+        socket_timeout = int(
+            function["Properties"]["Environment"]["Variables"]["DB_SOCKET_TIMEOUT"]
+        )
+        # room for the error answer (API) or the failure log naming the record (ingestion)
+        assert 0 < socket_timeout <= timeout / 2, name
+
+
+def test_api_gateways_own_5xx_answers_have_the_error_shape_and_the_request_id(
+    template: dict[str, Any],
+) -> None:
+    responses = template["Resources"]["FlexApi"]["Properties"]["GatewayResponses"]
+    # 4xx stay API Gateway's own (403 Missing Authentication Token for an unknown route)
+    assert set(responses) == {"DEFAULT_5XX"}
+    body = responses["DEFAULT_5XX"]["ResponseTemplates"]["application/json"]
+    # What API Gateway substitutes: messageString is the message as a quoted JSON string.
+    rendered = body.replace(
+        "$context.error.messageString", json.dumps('Internal "server" error')
+    ).replace("$context.requestId", "c0ffee-1234")
+    assert "$context" not in rendered
+    assert json.loads(rendered) == {
+        "error": {
+            "code": "internal_error",
+            "message": 'Internal "server" error',
+            "request_id": "c0ffee-1234",
+        }
+    }

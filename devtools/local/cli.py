@@ -93,6 +93,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="one-shot end-to-end demo; exit 0 when it all works")
     _common(demo)
 
+    contract = commands.add_parser(
+        "contract", help="schemathesis against the local API (arguments after --)"
+    )
+    _common(contract)
+    contract.add_argument("--schemathesis", type=Path, required=True, help="its executable")
+    contract.add_argument(
+        "--document", type=Path, default=REPO_ROOT / "openapi.json", help="the OpenAPI document"
+    )
+    contract.add_argument(
+        "--api-log",
+        type=Path,
+        default=REPO_ROOT / ".local" / "contract" / "api.log",
+        help="where the API's request lines and the functions' warnings go",
+    )
+    contract.add_argument("arguments", nargs=argparse.REMAINDER, help="for `schemathesis run`")
+
+    examples = commands.add_parser(
+        "api-examples", help="real answers of the local API for the reference page"
+    )
+    _common(examples)
+    examples.add_argument(
+        "-o", "--output", type=Path, default=REPO_ROOT / "docs" / "api-examples.json"
+    )
+
     openapi = commands.add_parser("openapi", help="write openapi.json from the API functions")
     openapi.add_argument("-t", "--template", type=Path, default=REPO_ROOT / "template.yaml")
     openapi.add_argument("-o", "--output", type=Path, default=REPO_ROOT / "openapi.json")
@@ -110,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             return command_invoke(args)
         if args.command == "demo":
             return command_demo(args)
+        if args.command == "contract":
+            return command_contract(args)
+        if args.command == "api-examples":
+            return command_api_examples(args)
         return command_openapi(args)
     except (TemplateError, EnvVarsError) as exc:
         _log(f"error: {exc}")
@@ -135,6 +163,9 @@ def _curl_examples(api_url: str, job_id: int | None, bucket: str, s3_endpoint: s
         f"curl -s {api_url}/jobs/{job_id or 1}",
         f"curl -s -X POST {api_url}/interviews -H 'Content-Type: application/json'"
         f" -d {shlex.quote(interview)}",
+        f"curl -s '{api_url}/jobs/{job_id or 1}/applicants?limit=3'",
+        f"curl -s {api_url}/jobs/{job_id or 1}/insights",
+        f"curl -s '{api_url}/jobs/{job_id or 1}/questions/suggested?top_k=3'",
         f"AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --endpoint-url {s3_endpoint}"
         f" s3 cp my-job.txt 's3://{bucket}/jobs/42/my-job.txt'   # ingested within a second",
     ]
@@ -142,9 +173,13 @@ def _curl_examples(api_url: str, job_id: int | None, bucket: str, s3_endpoint: s
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from .system import LocalOptions, LocalSystem, list_jobs
+    from .system import LocalOptions, LocalSystem, list_jobs, running_state
 
     _stop_on_sigterm()
+    if not args.database_url and (other := running_state(args.data_dir)) is not None:
+        # A second run would empty the database the first one is serving.
+        _log(f"error: the local system is already running (pid {other['pid']}); stop it first")
+        return 1
     options = LocalOptions(
         template_path=args.template,
         data_dir=None if args.database_url else args.data_dir,
@@ -155,6 +190,7 @@ def command_run(args: argparse.Namespace) -> int:
         env_vars=read_env_vars_file(args.env_vars),
         samples_dir=None if args.no_samples else REPO_ROOT / "devtools" / "samples",
         write_state_file=True,
+        fresh_state=True,
     )
     system = LocalSystem(options, log=_log)
     try:
@@ -273,6 +309,47 @@ def command_demo(args: argparse.Namespace) -> int:
     except DemoFailure as exc:
         _log(f"\nDEMO FAILED: {exc}")
         return 1
+    return 0
+
+
+# ---------------------------------------------------------------------- contract
+def command_contract(args: argparse.Namespace) -> int:
+    from .contract import run_contract
+    from .system import LocalOptions
+
+    _stop_on_sigterm()
+    options = LocalOptions(
+        template_path=args.template,
+        data_dir=None,
+        database_url=args.database_url,
+        api_port=0,
+        env_vars=read_env_vars_file(args.env_vars),
+        extra_overrides={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+    )
+    arguments = args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments
+    args.api_log.parent.mkdir(parents=True, exist_ok=True)
+    with args.api_log.open("w", encoding="utf-8") as api_log:
+        status = run_contract(args.schemathesis, args.document, arguments, options, _log, api_log)
+    _log(f"contract: the API's log is in {args.api_log}")
+    return status
+
+
+# ---------------------------------------------------------------------- api-examples
+def command_api_examples(args: argparse.Namespace) -> int:
+    from .api_examples import write_examples
+    from .system import LocalOptions
+
+    options = LocalOptions(
+        template_path=args.template,
+        data_dir=None,
+        database_url=args.database_url,
+        api_port=0,
+        env_vars=read_env_vars_file(args.env_vars),
+        watch_s3=False,
+        extra_overrides={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+    )
+    write_examples(options, _log, args.output)
+    _log("now `make openapi` puts them in openapi.json")
     return 0
 
 

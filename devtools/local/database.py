@@ -1,6 +1,6 @@
 """The embedded PostgreSQL for local runs (``devtools.embedded_postgres``: PostgreSQL 18 +
-pgvector 0.8): data kept in a project directory between runs, database ``flex`` created and
-migrated to head."""
+pgvector 0.8): the server's data directory kept in the project between runs, database ``flex``
+created (``make run``: created afresh, see README "Local state") and migrated to head."""
 
 from __future__ import annotations
 
@@ -45,8 +45,9 @@ class EmbeddedPostgres:
         self.started_here = False
 
 
-def ensure_database(admin_url: str, name: str) -> str:
-    """Create database ``name`` on the server if missing; return its URL."""
+def ensure_database(admin_url: str, name: str, *, fresh: bool = False) -> str:
+    """Create database ``name`` on the server if missing (``fresh``: drop it first, whoever is
+    connected); return its URL."""
     from sqlalchemy import create_engine, text
 
     from flex_shared.database_url import parse_database_url
@@ -55,6 +56,8 @@ def ensure_database(admin_url: str, name: str) -> str:
     engine = create_engine(url, connect_args=connect_args, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
+            if fresh:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             exists = connection.execute(
                 text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
             ).scalar()

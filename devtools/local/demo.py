@@ -1,7 +1,8 @@
 """One-shot demo: start everything on temporary directories and free ports, ingest the
 samples through S3 notifications, upload one more file, search in English and Korean, across
-languages and for an exact skill, run an interview end to end over the local HTTP API, print it,
-stop everything. Embeddings are the offline multilingual model (``EMBEDDING_PROVIDER=local``).
+languages and for an exact skill, run an interview end to end over the local HTTP API, read the
+sample interviews' applicants, insights and suggested questions, print it, stop everything.
+Embeddings are the offline multilingual model (``EMBEDDING_PROVIDER=local``).
 
 Every step checks what it got; any surprise raises ``DemoFailure`` (exit status 1)."""
 
@@ -113,6 +114,69 @@ def _wait_for_job(system: LocalSystem, source_key: str, timeout_seconds: float =
                 return job.id
         time.sleep(0.2)
     raise DemoFailure(f"{source_key} was uploaded but not ingested within {timeout_seconds:.0f} s")
+
+
+def _job_of(job_ids: dict[str, int], sample: str) -> int:
+    return next(job_id for key, job_id in job_ids.items() if key.endswith("/" + sample))
+
+
+def _hiring_insights(api: ApiClient, say: Callable[[str], None], job_ids: dict[str, int]) -> None:
+    """Applicants, insights and suggested questions of the sample interviews."""
+    backend = _job_of(job_ids, ENGLISH_SAMPLE)
+    say(f"\n== Hiring insights: the sample interviews of job {backend} (backend engineer)")
+    first = api.expect("GET", f"/jobs/{backend}/applicants?limit=3", None, 200)
+    rest = api.expect("GET", f"/jobs/{backend}/applicants?after={first['next']}", None, 200)
+    ranking = first["applicants"] + rest["applicants"]
+    say(f"  GET /jobs/{backend}/applicants?limit=3, then ?after=<next>: {len(ranking)} applicants")
+    for row in ranking:
+        average = row["average_overall_score"]
+        say(
+            f"    {row['rank']}. applicant {row['applicant_id']}: average "
+            + ("-" if average is None else f"{average:.2f}")
+            + f", {row['completed_sessions']}/{row['sessions']} sessions completed,"
+            f" {row['results']} results"
+        )
+    if [row["rank"] for row in ranking] != list(range(1, len(ranking) + 1)):
+        raise DemoFailure("the pages do not continue each other's ranks")
+    averages = [row["average_overall_score"] for row in ranking]
+    scored = [average for average in averages if average is not None]
+    if scored != sorted(scored, reverse=True) or averages[: len(scored)] != scored:
+        raise DemoFailure(f"applicants are not ranked by average, nulls last: {averages}")
+
+    insights = api.expect("GET", f"/jobs/{backend}/insights", None, 200)
+    overall = insights["scores"]["overall"]
+    say(
+        f"  GET /jobs/{backend}/insights -> sessions {insights['sessions']},"
+        f" {insights['results']} results"
+    )
+    say(
+        f"    overall score: n={overall['count']} mean {overall['mean']:.2f},"
+        f" p25 {overall['p25']:.2f}, median {overall['median']:.2f}, p75 {overall['p75']:.2f}"
+    )
+    keywords = ", ".join(
+        f"{k['category']}/{k['keyword']} x{k['count']}" for k in insights["top_keywords"][:6]
+    )
+    say(f"    top keywords: {keywords}")
+    say(f"    expected keyword coverage: {insights['expected_keyword_coverage']:.2f}")
+    if sum(insights["sessions"].values()) != sum(row["sessions"] for row in ranking):
+        raise DemoFailure("insights and applicants disagree on the number of sessions")
+
+    fitting = {
+        ENGLISH_SAMPLE: ("REST API", "PostgreSQL"),
+        KOREAN_SAMPLE: ("recommendation", "추천"),
+    }
+    for sample, words in fitting.items():
+        job_id = _job_of(job_ids, sample)
+        answer = api.expect("GET", f"/jobs/{job_id}/questions/suggested?top_k=3", None, 200)
+        say(f"\n  GET /jobs/{job_id}/questions/suggested?top_k=3 ({sample})")
+        for entry in answer["questions"]:
+            say(
+                f"    sim {entry['similarity']:.3f} (chunk {entry['chunk_index']})"
+                f"  {_short(entry['question']['question_text'], 70)}"
+            )
+        first = answer["questions"][0]["question"]["question_text"] if answer["questions"] else ""
+        if not any(word in first for word in words):
+            raise DemoFailure(f"job {job_id}'s first suggestion should be about {words}: {first!r}")
 
 
 def run_demo(say: Callable[[str], None] = print, options: LocalOptions | None = None) -> None:
@@ -255,6 +319,8 @@ def run_demo(say: Callable[[str], None] = print, options: LocalOptions | None = 
         say(f"  PATCH completed -> in_progress -> {status} {conflict['error']['code']}")
         if status != 409:
             raise DemoFailure(f"an illegal transition should be 409, got {status}")
+
+        _hiring_insights(api, say, job_ids)
 
         if system.bridge is not None and system.bridge.failed:
             raise DemoFailure(f"{len(system.bridge.failed)} S3 notification(s) failed")

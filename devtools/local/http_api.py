@@ -197,7 +197,10 @@ def build_proxy_event(
             "httpMethod": method.upper(),
             "extendedRequestId": request_id.replace("-", "")[:16],
             "requestTime": _request_time(now),
-            "path": f"/{stage}{path}",
+            # The path as the client asked for it: with the stage on API Gateway's own host,
+            # as it is here on the local API, which serves the stage at the root (the
+            # functions build Location headers from it).
+            "path": path,
             "accountId": LOCAL_ACCOUNT_ID,
             "protocol": protocol,
             "stage": stage,
@@ -256,6 +259,33 @@ def parse_proxy_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes
 Invoke = Callable[[str, dict[str, Any]], Any]
 ExtraRoute = Callable[[str], tuple[int, str, bytes] | None]
 
+MISSING_AUTHENTICATION_TOKEN = "Missing Authentication Token"  # noqa: S105 -- a message
+INTERNAL_SERVER_ERROR = "Internal server error"
+
+
+def gateway_answer(
+    status: int,
+    message: str,
+    request_id: str,
+    responses: Mapping[str, str],
+    response_type: str,
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """What API Gateway itself answers: ``{"message": ...}``, or the API's gateway response
+    for ``response_type`` (else for ``DEFAULT_4XX``/``DEFAULT_5XX``) with its ``$context``
+    variables filled in."""
+    default_type = "DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX"
+    body = responses.get(response_type) or responses.get(default_type)
+    if body is None:
+        return _json_answer(status, {"message": message})
+    for variable, value in (
+        ("$context.error.messageString", json.dumps(message)),
+        ("$context.error.message", message),
+        ("$context.error.responseType", response_type),
+        ("$context.requestId", request_id),
+    ):
+        body = body.replace(variable, value)
+    return status, [("Content-Type", "application/json")], body.encode()
+
 
 class LocalApiServer:
     """Serves the template's routes on ``host:port`` (port 0: any free port)."""
@@ -269,10 +299,12 @@ class LocalApiServer:
         host: str = "127.0.0.1",
         port: int = 3000,
         extra_get: ExtraRoute | None = None,
+        gateway_responses: Mapping[str, Mapping[str, str]] | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.table = RouteTable(routes)
         self._stages = dict(stages)
+        self._gateway_responses = {api: dict(r) for api, r in (gateway_responses or {}).items()}
         self._invoke = invoke
         self._extra_get = extra_get
         self._log = log or (lambda message: print(message, file=sys.stderr, flush=True))
@@ -315,6 +347,7 @@ class LocalApiServer:
         source_ip: str,
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         path = unquote(urlsplit(target).path) or "/"
+        request_id = str(uuid.uuid4())
         match = self.table.match(method, path)
         if match is None:
             if method == "GET" and self._extra_get is not None:
@@ -323,9 +356,18 @@ class LocalApiServer:
                     status, content_type, payload = extra
                     return status, [("Content-Type", content_type)], payload
             self._log(f"{method} {path} -> no route in template.yaml (API Gateway answers 403)")
-            # What API Gateway (and sam local) answer for a method/path the API lacks.
-            return _json_answer(HTTPStatus.FORBIDDEN, {"message": "Missing Authentication Token"})
+            # What API Gateway (and sam local) answer for a method/path the API lacks, any
+            # method included (TRACE, QUERY, ...).
+            apis = list(self._gateway_responses.values())
+            return gateway_answer(
+                HTTPStatus.FORBIDDEN,
+                MISSING_AUTHENTICATION_TOKEN,
+                request_id,
+                apis[0] if len(apis) == 1 else {},
+                "MISSING_AUTHENTICATION_TOKEN",
+            )
         route = match.route
+        responses = self._gateway_responses.get(route.api or "", {})
         host = next((v for k, v in headers if k.lower() == "host"), "localhost")
         event = build_proxy_event(
             method=method,
@@ -336,6 +378,7 @@ class LocalApiServer:
             stage=self._stages.get(route.api or "", "Prod"),
             source_ip=source_ip,
             host=host,
+            request_id=request_id,
         )
         started = time.monotonic()
         try:
@@ -344,10 +387,22 @@ class LocalApiServer:
             )
         except BadProxyResponse as exc:
             self._log(f"{method} {path} -> {route.function}: malformed response: {exc}")
-            return _json_answer(HTTPStatus.BAD_GATEWAY, {"message": "Internal server error"})
-        except Exception as exc:
+            return gateway_answer(
+                HTTPStatus.BAD_GATEWAY,
+                INTERNAL_SERVER_ERROR,
+                request_id,
+                responses,
+                "INTEGRATION_FAILURE",
+            )
+        except Exception as exc:  # the function crashed: API Gateway answers 502 itself
             self._log(f"{method} {path} -> {route.function} raised: {exc}")
-            return _json_answer(HTTPStatus.BAD_GATEWAY, {"message": "Internal server error"})
+            return gateway_answer(
+                HTTPStatus.BAD_GATEWAY,
+                INTERNAL_SERVER_ERROR,
+                request_id,
+                responses,
+                "INTEGRATION_FAILURE",
+            )
         elapsed_ms = (time.monotonic() - started) * 1000
         self._log(f"{method} {target} -> {route.function} {status} ({elapsed_ms:.0f} ms)")
         return status, response_headers, payload
@@ -378,7 +433,12 @@ class LocalApiServer:
                 if self.command != "HEAD":
                     self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve  # noqa: N815
+            def __getattr__(self, name: str) -> Any:
+                # Any other method (TRACE, QUERY, PROPFIND, ...) is answered as API Gateway
+                # answers it, not with http.server's HTML 501.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # handle() logs one line per request

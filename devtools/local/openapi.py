@@ -1,12 +1,18 @@
 """One OpenAPI document for the whole REST API: Powertools' ``OpenAPIMerge`` over the API
 functions' resolvers (loaded through the runner, as the local API runs them), and the same
 document served with Powertools' Swagger UI. ``openapi.json`` at the repository root is the
-committed copy (a test keeps it equal to what the code generates)."""
+committed copy (a test keeps it equal to what the code generates).
+
+Each route documents itself (summary, description, tag, statuses: ``flex_shared.openapi``);
+this module adds what belongs to the whole API: the tags' descriptions, IAM as API Gateway
+reads it, the request examples (the bodies of ``events/``) and the response examples
+(``docs/api-examples.json``, real answers of the local API: ``make api-examples``)."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,8 +34,39 @@ SIGV4 = {
     "type": "apiKey",
     "name": "Authorization",
     "in": "header",
-    "description": "AWS Signature Version 4 (IAM); not checked by the local runner",
+    "description": "AWS Signature Version 4 (IAM), service `execute-api`; not checked by the"
+    " local API. A request API Gateway cannot authorise gets its 403.",
+    # How API Gateway itself marks IAM authorisation in an OpenAPI document.
+    "x-amazon-apigateway-authtype": "awsSigv4",
 }
+TAGS = [
+    {"name": "Search", "description": "Semantic, keyword and hybrid search over job descriptions."},
+    {"name": "Jobs", "description": "The job descriptions ingested from the S3 bucket."},
+    {"name": "Interviews", "description": "Interview sessions and their lifecycle."},
+    {
+        "name": "Interview results",
+        "description": "The AI's analysis of each answer of a session, and its summary.",
+    },
+    {"name": "Questions", "description": "Question templates, per job or general."},
+    {
+        "name": "Hiring insights",
+        "description": "Per job: its applicants ranked, and what its interviews show.",
+    },
+]
+"""Every route's tag, described once; a test checks each route has one of them."""
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EVENTS_DIR = REPO_ROOT / "events"
+RESPONSE_EXAMPLES = REPO_ROOT / "docs" / "api-examples.json"
+
+REQUEST_EXAMPLES: dict[str, list[str]] = {
+    "search": ["search_post", "search_post_filtered", "search_post_hybrid"],
+    "create_interview": ["interview_results_create_interview"],
+    "update_interview": ["interview_results_update_interview"],
+    "record_result": ["interview_results_post_result"],
+    "create_question": ["interview_results_create_question"],
+}
+"""Operation id -> the events of ``events/`` whose bodies are its request examples."""
 
 
 class OpenApiError(RuntimeError):
@@ -52,6 +89,7 @@ def merged_document(template: Template, runner: FunctionRunner) -> OpenAPIMerge:
         description=API_DESCRIPTION,
         security_schemes={"sigv4": SIGV4},  # type: ignore[dict-item]  # validated by OpenAPI()
         security=[{"sigv4": []}],
+        tags=TAGS,  # type: ignore[arg-type]  # validated by OpenAPI()
         on_conflict="error",
     )
     documents = []
@@ -69,8 +107,67 @@ def merged_document(template: Template, runner: FunctionRunner) -> OpenAPIMerge:
     return merge
 
 
+def document(merge: OpenAPIMerge) -> dict[str, Any]:
+    """The merged document, finished: statuses in order, the examples added, and the
+    components no operation refers to (Powertools' ``HTTPValidationError`` family, which these
+    APIs never answer) left out."""
+    finished: dict[str, Any] = json.loads(merge.get_openapi_json_schema())
+    for operation in _operations(finished):
+        operation["responses"] = dict(sorted(operation["responses"].items()))
+    _add_request_examples(finished)
+    _add_response_examples(finished)
+    _drop_unused_components(finished)
+    return finished
+
+
 def render(merge: OpenAPIMerge) -> str:
-    return merge.get_openapi_json_schema() + "\n"
+    return json.dumps(document(merge), indent=2, ensure_ascii=False) + "\n"
+
+
+def _operations(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for operations in (document.get("paths") or {}).values():
+        yield from operations.values()
+
+
+def _operation(document: dict[str, Any], operation_id: str) -> dict[str, Any]:
+    for operation in _operations(document):
+        if operation.get("operationId") == operation_id:
+            return operation
+    raise OpenApiError(f"no operation {operation_id!r} for its examples")
+
+
+def _add_request_examples(document: dict[str, Any]) -> None:
+    for operation_id, event_names in REQUEST_EXAMPLES.items():
+        media = _operation(document, operation_id)["requestBody"]["content"]["application/json"]
+        examples = media.setdefault("examples", {})
+        for name in event_names:
+            event = json.loads((EVENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+            examples[name] = {"summary": f"events/{name}.json", "value": json.loads(event["body"])}
+
+
+def _add_response_examples(document: dict[str, Any]) -> None:
+    if not RESPONSE_EXAMPLES.is_file():
+        return
+    captured = json.loads(RESPONSE_EXAMPLES.read_text(encoding="utf-8"))
+    for operation_id, by_status in captured.items():
+        responses = _operation(document, operation_id)["responses"]
+        for status, examples in by_status.items():
+            if status not in responses:
+                raise OpenApiError(f"{operation_id} has an example for undocumented {status}")
+            media = responses[status]["content"]["application/json"]
+            media.setdefault("examples", {}).update(examples)
+
+
+def _drop_unused_components(document: dict[str, Any]) -> None:
+    schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
+    while True:
+        text = json.dumps({k: v for k, v in document.items() if k != "components"})
+        text += json.dumps(schemas)
+        unused = [name for name in schemas if f'"#/components/schemas/{name}"' not in text]
+        if not unused:
+            return
+        for name in unused:
+            del schemas[name]
 
 
 class ApiDocs(APIGatewayRestResolver):
@@ -88,17 +185,17 @@ class ApiDocs(APIGatewayRestResolver):
 
     def get_openapi_schema(self, **_: Any) -> OpenAPI:
         # enable_swagger documents the resolver it is on: here, every function's routes.
-        return OpenAPI.model_validate(json.loads(self._merge.get_openapi_json_schema()))
+        return OpenAPI.model_validate(document(self._merge))
 
 
 def undocumented_routes(template: Template, merge: OpenAPIMerge) -> list[str]:
     """Template routes the document lacks, and documented operations no route serves.
     Path parameter names are not compared: API Gateway matches by position, and so do the
     resolvers (``/interviews/{id}`` in the template serves ``/interviews/<interview_id>``)."""
-    document = json.loads(merge.get_openapi_json_schema())
+    merged = json.loads(merge.get_openapi_json_schema())
     documented = {
         (_path_shape(path), method.upper())
-        for path, operations in (document.get("paths") or {}).items()
+        for path, operations in (merged.get("paths") or {}).items()
         for method in operations
     }
     declared = {(_path_shape(route.path), route.method) for route in template.routes}

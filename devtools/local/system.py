@@ -20,11 +20,11 @@ from devtools.apigw import rest_event
 from devtools.lambda_context import FakeLambdaContext
 
 from .database import EmbeddedPostgres, ensure_database, migrate_to_head, usable_data_dir
-from .http_api import LocalApiServer, parse_proxy_response
+from .http_api import LocalApiServer, RouteTable, parse_proxy_response
 from .openapi import ApiDocs, merged_document
 from .runtime import FunctionRunner, local_overrides
 from .s3 import MotoS3, NotificationBridge, create_bucket, s3_client
-from .samples import SampleUpload, find_samples, upload_samples
+from .samples import SampleUpload, create_sample_interviews, find_samples, upload_samples
 from .template import Template, load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +62,10 @@ class LocalOptions:
     poll_interval_seconds: float = 0.3
     write_state_file: bool = False
     """Record endpoints in ``runner.json`` beside the data directory (``invoke`` reads it)."""
+    fresh_state: bool = False
+    """Start the embedded database empty, as S3 (moto, in memory) always starts: every job
+    is then backed by an object of the local bucket (README "Local state"). A database given
+    by ``database_url`` is never emptied."""
 
     @property
     def state_file(self) -> Path:
@@ -107,6 +111,7 @@ class LocalSystem:
             if self.options.notifications:
                 self._start_notifications()
             self._ingest_samples()
+            self._create_sample_interviews()
             if self.options.serve_api:
                 self._start_api()
             if self.options.write_state_file:
@@ -127,7 +132,12 @@ class LocalSystem:
             data_dir = usable_data_dir(data_dir)
             self.log(f"database: embedded PostgreSQL with data in {data_dir}")
             self.postgres = EmbeddedPostgres.start(data_dir, self.log)
-            self.database_url = ensure_database(self.postgres.admin_url(), DATABASE_NAME)
+            fresh = self.options.fresh_state
+            self.database_url = ensure_database(
+                self.postgres.admin_url(), DATABASE_NAME, fresh=fresh
+            )
+            if fresh:
+                self.log(f"database: {DATABASE_NAME} emptied (S3 starts empty too)")
         self.revision = migrate_to_head(REPO_ROOT, self.database_url)
         self.log(f"database: migrated to {self.revision}")
 
@@ -180,6 +190,40 @@ class LocalSystem:
         self.log(f"s3: uploaded {len(self.samples)} sample job descriptions; ingesting...")
         self.bridge.sync()
 
+    def _create_sample_interviews(self) -> None:
+        """Sample interviews for the sample jobs, once: a data directory that already holds
+        interviews (an earlier run's) keeps them as they are."""
+        if not self.samples or self.bridge is None:
+            return
+        if count_interviews(self.database_url):
+            self.log("interviews: kept from an earlier run")
+            return
+        jobs = {job.source_key: job.id for job in list_jobs(self.database_url)}
+        job_ids = {
+            sample.path.name: jobs[sample.key] for sample in self.samples if sample.key in jobs
+        }
+        created = create_sample_interviews(self.call_api, job_ids)
+        self.log(f"interviews: {created} sample interviews created through the interview API")
+
+    def call_api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """``method path`` through the function the template routes it to, as the local API
+        would (without HTTP): the status code and the JSON body."""
+        assert self.runner is not None
+        match = RouteTable(self.template.routes).match(method, path)
+        if match is None:
+            raise LookupError(f"no route for {method} {path} in the template")
+        event = rest_event(
+            method,
+            path,
+            body,
+            resource=match.route.path,
+            path_parameters=match.path_parameters or None,
+        )
+        status, _headers, raw = parse_proxy_response(
+            self.runner.invoke(match.route.function, event)
+        )
+        return status, json.loads(raw) if raw else None
+
     def _start_api(self) -> None:
         assert self.runner is not None
         self.api = LocalApiServer(
@@ -189,6 +233,7 @@ class LocalSystem:
             host=self.options.api_host,
             port=self.options.api_port,
             extra_get=self._documentation,
+            gateway_responses=self.template.gateway_responses,
             log=self.log,
         )
         self.api.start()
@@ -294,6 +339,22 @@ def list_jobs(database_url: str) -> list[JobRow]:
     finally:
         engine.dispose()
     return [JobRow(int(r[0]), int(r[1]), str(r[2]), r[3], int(r[4])) for r in rows]
+
+
+def count_interviews(database_url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    from flex_shared.database_url import parse_database_url
+
+    url, connect_args = parse_database_url(database_url)
+    engine = create_engine(url, connect_args=connect_args)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(text("SELECT count(*) FROM interview_sessions")).scalar_one()
+            )
+    finally:
+        engine.dispose()
 
 
 def running_state(data_dir: Path = DEFAULT_DATA_DIR) -> dict[str, Any] | None:

@@ -271,6 +271,8 @@ class Template:
     routes: list[ApiRoute] = field(default_factory=list)
     subscriptions: list[S3Subscription] = field(default_factory=list)
     stages: dict[str, str] = field(default_factory=dict)
+    gateway_responses: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per API: response type (``DEFAULT_5XX``, ...) -> its ``application/json`` template."""
 
     def function(self, name: str) -> Function:
         """A function by logical id (``SearchFunction``) or by code directory (``search``)."""
@@ -333,6 +335,13 @@ def load_template(path: Path, parameter_overrides: Mapping[str, str] | None = No
                 layers[logical_id] = _layer_dir(root, content)
         elif kind == "AWS::Serverless::Api":
             template.stages[logical_id] = str(resolver.resolve(properties.get("StageName", "")))
+            responses = resolver.resolve(properties.get("GatewayResponses") or {})
+            template.gateway_responses[logical_id] = {
+                str(kind): str(templates["application/json"])
+                for kind, response in responses.items()
+                if "application/json"
+                in (templates := (response or {}).get("ResponseTemplates") or {})
+            }
 
     globals_function: Mapping[str, Any] = (document.get("Globals") or {}).get("Function") or {}
     for logical_id, resource in resources.items():

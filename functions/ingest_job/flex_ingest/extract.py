@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from typing import Any
 
+from flex_ingest.limits import DEFAULT_MAX_TEXT_CHARS, TextBudget, text_too_long
 from flex_ingest.rejections import RejectedObject, RejectReason
 from flex_shared.postgres import INT4_MAX
 
@@ -25,6 +26,16 @@ _KEY_COMPANY = re.compile(r"^jobs/(\d+)/.+")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # tab, newlines, VT, FF are text
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
 _SPACES = re.compile(r"\s+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_HANGUL_SYLLABLES = re.compile(r"[\uac00-\ud7a3]+")
+
+# A job's JSON is a flat object with a few fields. These bound what parsing a hostile one may
+# cost: a Python object for every value (2 million strings fit in 10 MiB), for every '{' and '['
+# (3.5 million empty objects do), and recursion (json, and our own walks, recurse per level).
+JSON_MAX_CONTAINERS = 10_000
+JSON_MAX_DEPTH = 20
+JSON_MAX_METADATA_BYTES = 64 * 1024  # the other fields, kept in source_metadata.document
+JSON_CHARS_PER_TEXT_CHAR = 6  # the longest escape of one character of text: \uXXXX
 
 TEXT_SUFFIXES = (".txt", ".md")
 HTML_SUFFIXES = (".html", ".htm")
@@ -55,8 +66,17 @@ def suffix_of(key: str) -> str:
     return name[name.rfind(".") :] if "." in name else ""
 
 
-def extract_job(key: str, body: bytes, user_metadata: Mapping[str, str]) -> ExtractedJob:
-    """Turn one S3 object into a job; raise ``RejectedObject`` when it cannot be one."""
+def extract_job(
+    key: str,
+    body: bytes,
+    user_metadata: Mapping[str, str],
+    *,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+) -> ExtractedJob:
+    """Turn one S3 object into a job; raise ``RejectedObject`` when it cannot be one.
+
+    A description longer than ``max_text_chars`` is rejected ``too_long``; PDF, DOCX and HTML
+    extraction stops as soon as it collects more."""
     suffix = suffix_of(key)
     if suffix not in SUPPORTED_SUFFIXES:
         raise RejectedObject(
@@ -67,22 +87,23 @@ def extract_job(key: str, body: bytes, user_metadata: Mapping[str, str]) -> Extr
         raise RejectedObject(RejectReason.EMPTY, "the object is empty")
     metadata = _decoded_metadata(user_metadata)
     if suffix == ".json":
-        return _job_from_json(key, decode_text(body), metadata)
+        return _job_from_json(key, decode_text(body), metadata, max_text_chars)
 
     if suffix in TEXT_SUFFIXES:
         document = _Document(decode_text(body))
     else:
         from flex_ingest import documents  # PDF/DOCX/HTML parsers: only for those files
 
+        budget = TextBudget(max_text_chars)
         if suffix in HTML_SUFFIXES:
-            text, html_title = documents.html_text(decode_text(body))
+            text, html_title = documents.html_text(decode_text(body), budget)
             document = _Document(text, html_title)
         elif suffix == ".pdf":
-            document = _Document(documents.pdf_text(body))
+            document = _Document(documents.pdf_text(body, budget))
         else:
-            document = _Document(documents.docx_text(body))
+            document = _Document(documents.docx_text(body, budget))
 
-    description = normalize_text(document.text)
+    description = _checked_length(normalize_text(document.text), max_text_chars)
     if not description:
         raise RejectedObject(RejectReason.EMPTY, "no text in the document")
     title = metadata.get("title") or document.title_hint or _first_line_title(description)
@@ -118,12 +139,19 @@ def decode_text(body: bytes) -> str:
 
 
 def _plausible_korean(text: str) -> bool:
-    """CP949 decodes many byte soups; real Korean text is mostly Hangul syllables."""
-    non_ascii = [char for char in text if ord(char) > 0x7F]
+    """CP949 decodes many byte soups; real Korean text is mostly Hangul syllables. Counted by
+    what removing them leaves (one copy of the text, not one object per character)."""
+    non_ascii = len(text) - len(_NON_ASCII.sub("", text))
     if not non_ascii:
         return True
-    hangul = sum(1 for char in non_ascii if "\uac00" <= char <= "\ud7a3")
-    return hangul / len(non_ascii) >= 0.6
+    hangul = len(text) - len(_HANGUL_SYLLABLES.sub("", text))
+    return hangul / non_ascii >= 0.6
+
+
+def _checked_length(description: str, max_chars: int) -> str:
+    if len(description) > max_chars:
+        raise text_too_long(max_chars, len(description))
+    return description
 
 
 def normalize_text(text: str) -> str:
@@ -225,11 +253,55 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
-def _job_from_json(key: str, text: str, metadata: Mapping[str, str]) -> ExtractedJob:
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion (a hostile document may be deep)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend(
+                (child, depth + 1) for child in children if isinstance(child, dict | list)
+            )
+    return deepest
+
+
+def _parsed_json(text: str, max_text_chars: int) -> Any:
+    # Measured before parsing, because parsing is what a hostile document makes expensive: the
+    # longest description allowed, every character escaped, plus the other fields; then the
+    # '{' and '[' (strings included: a real job has a handful).
+    max_chars = max_text_chars * JSON_CHARS_PER_TEXT_CHAR + JSON_MAX_METADATA_BYTES
+    if len(text) > max_chars:
+        raise RejectedObject(
+            RejectReason.TOO_LARGE,
+            f"the JSON has {len(text)} characters; at most {max_chars} are parsed",
+        )
+    containers = text.count("{") + text.count("[")
+    if containers > JSON_MAX_CONTAINERS:
+        raise RejectedObject(
+            RejectReason.TOO_LARGE,
+            f"the JSON has {containers} '{{' and '[' characters; at most"
+            f" {JSON_MAX_CONTAINERS} are parsed",
+        )
+    too_deep = RejectedObject(
+        RejectReason.INVALID_JSON, f"the JSON nests deeper than {JSON_MAX_DEPTH} levels"
+    )
     try:
         body = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:  # deeper than the interpreter's recursion limit
+        raise too_deep from None
     except ValueError as exc:
         raise RejectedObject(RejectReason.INVALID_JSON, f"not valid JSON ({exc})") from None
+    if _depth(body) > JSON_MAX_DEPTH:
+        raise too_deep
+    return body
+
+
+def _job_from_json(
+    key: str, text: str, metadata: Mapping[str, str], max_text_chars: int
+) -> ExtractedJob:
+    body = _parsed_json(text, max_text_chars)
     if not isinstance(body, dict):
         raise RejectedObject(RejectReason.INVALID_JSON, "the JSON document is not an object")
     try:  # JSON escapes can spell lone surrogates ("\ud800"), which no database text holds
@@ -242,7 +314,7 @@ def _job_from_json(key: str, text: str, metadata: Mapping[str, str]) -> Extracte
     if not isinstance(description, str):
         reason = "is missing" if description is None else "must be a string"
         raise RejectedObject(RejectReason.INVALID_JSON, f"description {reason}")
-    description = normalize_text(description)
+    description = _checked_length(normalize_text(description), max_text_chars)
     if not description:
         raise RejectedObject(RejectReason.EMPTY, "description is empty")
     title = body.get("title")
@@ -255,6 +327,13 @@ def _job_from_json(key: str, text: str, metadata: Mapping[str, str]) -> Extracte
     }
     source_metadata = _kept_metadata(metadata)
     if extra:
+        size = len(json.dumps(extra, ensure_ascii=False).encode("utf-8"))
+        if size > JSON_MAX_METADATA_BYTES:
+            raise RejectedObject(
+                RejectReason.TOO_LARGE,
+                f"the JSON's other fields take {size} bytes; at most"
+                f" {JSON_MAX_METADATA_BYTES} are kept as metadata",
+            )
         source_metadata["document"] = _without_nul(extra)
     return ExtractedJob(
         company_id=_company_id(key, body.get("company_id"), metadata),

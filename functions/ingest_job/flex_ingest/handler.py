@@ -15,11 +15,10 @@ applied are recognised by their sequencer and skipped.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -42,12 +41,11 @@ from flex_ingest.outcomes import Outcome
 from flex_ingest.rejections import RejectedObject
 from flex_shared.config import get_settings
 from flex_shared.embeddings import deadline_from_context
+from flex_shared.observability import embedding_usage_metrics, function_metrics, route_layer_logs
 
 logger = Logger(service="ingest_job")
-# A namespace is required to flush; the template sets it, local runs may not.
-metrics = Metrics(
-    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Flex", service="ingest_job"
-)
+route_layer_logs(logger)
+metrics = function_metrics("ingest_job")
 get_settings()  # fail at start-up, naming the variable, when the configuration is wrong
 
 # Time kept back from the embedder's deadline for the final transaction and the log flush.
@@ -64,11 +62,18 @@ class IngestionFailed(RuntimeError):
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deadline = deadline_from_context(context, reserve_seconds=DEADLINE_SAFETY_MARGIN_SECONDS)
-    if is_queue_event(event):
-        return _handle_queue_batch(event, deadline, context)
-    outcomes, failures = _handle_notification(event, deadline, context)
+    with embedding_usage_metrics(metrics):
+        if is_queue_event(event):
+            return _handle_queue_batch(event, deadline, context)
+        outcomes, failures = _handle_notification(event, deadline, context)
     logger.set_correlation_id(context.aws_request_id)
     if failures:
+        # Only a raised exception makes Lambda retry an event: say so here, where it is true.
+        logger.error(
+            "failing the invocation so that Lambda retries the event (after its last retry,"
+            " it goes to the failure queue); records already applied are skipped then",
+            extra={"failed_keys": failures, "records": len(outcomes)},
+        )
         raise IngestionFailed(f"{len(failures)} of {len(outcomes)} records failed: {failures}")
     return {"records": len(outcomes), "outcomes": [outcome.value for outcome in outcomes]}
 
@@ -106,6 +111,17 @@ def _handle_queue_batch(
             event=event, record_handler=handle_message, processor=processor, context=context
         )
     )
+    logger.set_correlation_id(context.aws_request_id)
+    if failed := response.get("batchItemFailures"):
+        logger.error(
+            "reporting failed messages so that the queue delivers them again after its"
+            " visibility timeout (past maxReceiveCount, they go to the failure queue); records"
+            " already applied are skipped then",
+            extra={
+                "failed_message_ids": [item["itemIdentifier"] for item in failed],
+                "messages": len(event["Records"]),
+            },
+        )
     return response
 
 
@@ -154,8 +170,8 @@ def _process(change: ObjectChange, deadline: float, context: LambdaContext) -> O
         )
         metrics.add_metric(name="DocumentsRejected", unit=MetricUnit.Count, value=1)
         return Outcome.REJECTED
-    except Exception:
-        logger.exception("record failed; the event will be retried", extra=where)
+    except Exception:  # any failure of one record: logged here, raised for the event below
+        logger.exception("record failed", extra=where)
         metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=1)
         return Outcome.FAILED
 

@@ -8,7 +8,8 @@ from enum import StrEnum
 
 class RejectReason(StrEnum):
     UNSUPPORTED_TYPE = "unsupported_type"
-    TOO_LARGE = "too_large"
+    TOO_LARGE = "too_large"  # the bytes: the object, or what a part of it expands to
+    TOO_LONG = "too_long"  # the content: more text, pages or chunks than a job description
     EMPTY = "empty"
     UNDECODABLE = "undecodable"
     CORRUPT = "corrupt"

@@ -1,11 +1,12 @@
 """One S3 change -> the database: plan, fetch, extract, chunk and embed, then write.
 
-Nothing here knows about Lambda. The service owns the transactions, and keeps them short: the
-embedder is never called while one is open. It reads the key's state (no lock) to plan the slow
-work, does it, then writes in one transaction that locks the job row (or creates it with
-``INSERT ... ON CONFLICT``), checks the sequencer again, and writes the job and all its chunks.
-Two deliveries of one key therefore serialise on the row lock: one job, never interleaved
-chunks.
+Nothing here knows about Lambda. The service owns the transactions (each through
+``run_in_transaction``: run again on a new connection only when nothing of it reached the
+database), and keeps them short: the embedder is never called while one is open. It reads the
+key's state (no lock) to plan the slow work, does it, then writes in one transaction that locks
+the job row (or creates it with ``INSERT ... ON CONFLICT``), checks the sequencer again, and
+writes the job and all its chunks. Two deliveries of one key therefore serialise on the row
+lock: one job, never interleaved chunks.
 
 Bad objects raise ``RejectedObject``; a vanished object is the outcome ``gone``; everything
 else (database, S3, embedding service) propagates to be retried.
@@ -15,15 +16,18 @@ from __future__ import annotations
 
 import time
 
+from sqlalchemy.engine import Connection
+
 from flex_ingest import store
 from flex_ingest.events import ChangeKind, ObjectChange, is_newer
 from flex_ingest.extract import ExtractedJob, extract_job
+from flex_ingest.limits import max_text_chars
 from flex_ingest.outcomes import Outcome, RecordReport
 from flex_ingest.rejections import RejectedObject, RejectReason, too_large
 from flex_ingest.source import ObjectGone, fetch_object
-from flex_shared.chunking import chunk_text
+from flex_shared.chunking import chunk_text, minimum_chunk_count
 from flex_shared.config import get_settings
-from flex_shared.db import connection_transaction
+from flex_shared.db import run_in_transaction
 from flex_shared.embeddings import Embedder, EmbeddingInputError, get_embedder
 
 
@@ -35,8 +39,9 @@ def process_change(change: ObjectChange, deadline: float | None) -> RecordReport
 
 def load_state(bucket: str, key: str) -> store.JobState | None:
     """What is stored for the key now (no lock: only to plan the slow work)."""
-    with connection_transaction() as connection:
-        return store.job_state(connection, bucket, key, lock=False)
+    return run_in_transaction(
+        lambda connection: store.job_state(connection, bucket, key, lock=False)
+    )
 
 
 def can_keep_chunks(state: store.JobState, content_sha256: str, model_id: str) -> bool:
@@ -61,7 +66,12 @@ def _ingest(change: ObjectChange, deadline: float | None) -> RecordReport:
         )
     except ObjectGone:
         return RecordReport(Outcome.GONE, state.job_id if state else None)
-    job = extract_job(change.key, fetched.body, fetched.user_metadata)
+    job = extract_job(
+        change.key,
+        fetched.body,
+        fetched.user_metadata,
+        max_text_chars=max_text_chars(settings.ingest_max_chunks),
+    )
     version_id = fetched.version_id or change.version_id
 
     embedder = get_embedder()
@@ -90,7 +100,8 @@ def _write(
     """Store ``job`` for the change's key in one transaction, if the change is still the
     newest. ``chunks`` may be None when the plan found the content unchanged; if the state
     moved meanwhile and the chunks are needed after all, nothing is written: None."""
-    with connection_transaction() as connection:
+
+    def write(connection: Connection) -> RecordReport | None:
         state = store.job_state(connection, change.bucket, change.key, lock=True)
         if state is None:
             if chunks is None:
@@ -118,12 +129,15 @@ def _write(
         store.copy_chunks(connection, state.job_id, job.company_id, chunks)
         return RecordReport(Outcome.WRITTEN, state.job_id, len(chunks.texts))
 
+    return run_in_transaction(write)
+
 
 def remove(change: ObjectChange) -> RecordReport:
     """Take the key's job out of search: ``deleted_at`` set, chunks deleted. The job row
     stays (interview sessions reference it) and remembers the delete's sequencer, so a late
     older ``ObjectCreated`` changes nothing and a newer upload revives the same id."""
-    with connection_transaction() as connection:
+
+    def mark_removed(connection: Connection) -> RecordReport:
         state = store.job_state(connection, change.bucket, change.key, lock=True)
         if state is None:
             return RecordReport(Outcome.NOTHING_TO_REMOVE)
@@ -139,13 +153,31 @@ def remove(change: ObjectChange) -> RecordReport:
         store.delete_chunks(connection, state.job_id)
         return RecordReport(Outcome.REMOVED, state.job_id)
 
+    return run_in_transaction(mark_removed)
+
+
+def _chunked(description: str, max_chunks: int) -> list[str]:
+    """The description's chunks, or ``too_long`` when it needs more than ``max_chunks``:
+    refused before any Titan call, and before chunking when a cheap lower bound says so."""
+    needed = minimum_chunk_count(description)
+    if needed <= max_chunks:
+        texts = chunk_text(description)
+        if not texts:
+            raise RejectedObject(RejectReason.EMPTY, "the description produced no chunks")
+        if len(texts) <= max_chunks:
+            return texts
+    count = f"at least {needed}" if needed > max_chunks else str(len(texts))
+    raise RejectedObject(
+        RejectReason.TOO_LONG,
+        f"the text needs {count} chunks; at most {max_chunks} are embedded per document"
+        " (INGEST_MAX_CHUNKS)",
+    )
+
 
 def _embed(
     description: str, embedder: Embedder, deadline: float | None
 ) -> tuple[store.EmbeddedChunks, float]:
-    texts = chunk_text(description)
-    if not texts:
-        raise RejectedObject(RejectReason.EMPTY, "the description produced no chunks")
+    texts = _chunked(description, get_settings().ingest_max_chunks)
     started = time.perf_counter()
     try:
         vectors = embedder.embed_documents(texts, deadline=deadline)

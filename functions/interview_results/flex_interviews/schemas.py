@@ -8,66 +8,47 @@ value is the caller's 422, never the database's 500.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     AliasChoices,
-    BaseModel,
     ConfigDict,
     Field,
-    JsonValue,
+    Strict,
     field_validator,
     model_validator,
 )
 
 from flex_shared.postgres import INT4_MAX
-from flex_shared.schemas import ApiModel, DatabaseId, UtcDatetime
+from flex_shared.schemas import (
+    NUL_FREE,
+    WHOLE_FLOAT_AS_INT,
+    ApiModel,
+    DatabaseId,
+    JsonData,
+    NonBlankText,
+    QuestionOut,
+    ResponseModel,
+    StorableJson,
+    Text,
+    UtcDatetime,
+    optional_not_null,
+    storable,
+)
 from flex_shared.statuses import InterviewStatus
 
 QUESTION_TYPE_MAX_LENGTH = 50  # questions.question_type is VARCHAR(50)
 
 
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(item) for item in value)
-    return False
-
-
-_T = TypeVar("_T")
-
-
-def _no_nul(value: _T) -> _T:
-    # PostgreSQL text and jsonb cannot hold U+0000; say so instead of failing in the database.
-    if _contains_nul(value):
-        raise ValueError("must not contain the NUL character (\\u0000)")
-    return value
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
-NonBlankText = Annotated[
-    str, Field(min_length=1), AfterValidator(_not_blank), AfterValidator(_no_nul)
-]
-QuestionType = Annotated[
-    str,
-    Field(min_length=1, max_length=QUESTION_TYPE_MAX_LENGTH),
-    AfterValidator(_not_blank),
-    AfterValidator(_no_nul),
-]
-Json = Annotated[JsonValue, AfterValidator(_no_nul)]
-JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_no_nul)]
+QuestionType = Annotated[NonBlankText, Field(max_length=QUESTION_TYPE_MAX_LENGTH)]
+JsonObject = Annotated[dict[str, JsonData], AfterValidator(storable), NUL_FREE]
 Score = Annotated[float, Field(ge=0, le=100)]
-Keyword = Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
+QuestionIndex = Annotated[int, Field(ge=0, le=INT4_MAX), WHOLE_FLOAT_AS_INT]
+Keyword = Annotated[Text, Field(min_length=1)]
+Keywords = Annotated[
+    dict[Annotated[str, Field(min_length=1)], list[Keyword]], AfterValidator(storable), NUL_FREE
+]
 
 
 class _Request(ApiModel):
@@ -87,12 +68,24 @@ def _reject_explicit_null(value: Any) -> Any:
 
 class CreateInterviewRequest(_Request):
     applicant_id: DatabaseId
+    """The applicant, as the caller's system knows them."""
     job_id: DatabaseId
+    """The job interviewed for: a job in search."""
 
 
 class UpdateInterviewRequest(_Request):
-    status: InterviewStatus | None = Field(default=None, strict=False)
-    current_question_index: Annotated[int, Field(ge=0, le=INT4_MAX)] | None = None
+    """Give at least one field: a status transition, a new question index, or both (applied
+    together, atomically)."""
+
+    # Neither field may be null (leave it out instead): the schema shows them non-nullable,
+    # and requires at least one of them.
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    status: Annotated[InterviewStatus, Strict(False)] | None = optional_not_null()
+    """``pending -> in_progress`` (sets ``started_at``), ``in_progress -> completed`` (sets
+    ``completed_at``), ``pending``/``in_progress -> failed``; anything else is a 409."""
+    current_question_index: QuestionIndex | None = optional_not_null()
+    """The question the applicant is on, from 0; frozen once the session is finished."""
 
     _no_null = field_validator("status", "current_question_index", mode="before")(
         _reject_explicit_null
@@ -105,7 +98,7 @@ class UpdateInterviewRequest(_Request):
         return self
 
 
-class InterviewOut(BaseModel):
+class InterviewOut(ResponseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -114,7 +107,9 @@ class InterviewOut(BaseModel):
     status: InterviewStatus
     current_question_index: int
     started_at: UtcDatetime | None
+    """When the session went ``in_progress``; null before."""
     completed_at: UtcDatetime | None
+    """When the session went ``completed``; null otherwise."""
     created_at: UtcDatetime
     updated_at: UtcDatetime
 
@@ -128,7 +123,9 @@ class ResultRequest(_Request):
 
     # An omitted overall_score is the mean of the given component scores: a domain rule, in
     # flex_interviews.service.overall_score.
-    question_id: Annotated[int, Field(ge=0, le=INT4_MAX)]
+    question_id: Annotated[int, Field(ge=0, le=INT4_MAX), WHOLE_FLOAT_AS_INT]
+    """The question answered: the caller's number for it (a question template's id, or
+    another); one result per question and interview."""
     question_text: Text | None = None
     stt_full_text: Text | None = None
     logic_score: Score | None = None
@@ -136,14 +133,18 @@ class ResultRequest(_Request):
     technical_score: Score | None = None
     communication_score: Score | None = None
     overall_score: Score | None = None
-    keywords: dict[Keyword, list[Keyword]] | None = None
+    """Left out: the mean of the component scores given (null if none). An explicit null
+    stays null."""
+    keywords: Keywords | None = None
+    """Keywords by category, e.g. ``{"technical": ["Python"], "soft_skills": ["teamwork"]}``."""
     strengths: list[Text] | None = None
     weaknesses: list[Text] | None = None
     ai_feedback: Text | None = None
     metadata: JsonObject | None = None
+    """Anything else about the analysis (models used, timings): any JSON object."""
 
 
-class ResultOut(BaseModel):
+class ResultOut(ResponseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -170,7 +171,7 @@ class ResultOut(BaseModel):
     updated_at: UtcDatetime
 
 
-class KeywordFrequencies(BaseModel):
+class KeywordFrequencies(ResponseModel):
     """How many results mention each keyword (a keyword repeated within one result counts
     once), most frequent first, ties by keyword."""
 
@@ -179,7 +180,9 @@ class KeywordFrequencies(BaseModel):
     by_category: dict[str, dict[str, int]]
 
 
-class ResultsSummary(BaseModel):
+class ResultsSummary(ResponseModel):
+    """Averages skip null scores; null when no result has that score."""
+
     count: int
     average_overall_score: float | None
     average_logic_score: float | None
@@ -189,9 +192,10 @@ class ResultsSummary(BaseModel):
     keyword_frequencies: KeywordFrequencies
 
 
-class InterviewResultsOut(BaseModel):
+class InterviewResultsOut(ResponseModel):
     interview_id: int
     results: list[ResultOut]
+    """In question order."""
     summary: ResultsSummary
 
 
@@ -202,25 +206,102 @@ class CreateQuestionRequest(_Request):
     job_id: DatabaseId | None = None
     question_type: QuestionType
     question_text: NonBlankText
-    expected_keywords: Json = None
-    evaluation_criteria: Json = None
-    difficulty_level: Annotated[int, Field(ge=1, le=5)] | None = None
+    expected_keywords: StorableJson = None
+    evaluation_criteria: StorableJson = None
+    difficulty_level: Annotated[int, Field(ge=1, le=5), WHOLE_FLOAT_AS_INT] | None = None
 
 
-class QuestionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    job_id: int | None
-    question_type: str
-    question_text: str
-    expected_keywords: Any
-    evaluation_criteria: Any
-    difficulty_level: int | None
-    created_at: UtcDatetime
-
-
-class QuestionListOut(BaseModel):
+class QuestionListOut(ResponseModel):
     questions: list[QuestionOut]
     next_after_id: int | None
     """Pass as ``after_id`` to read the next page; null on the last page."""
+
+
+# --- hiring insights ---------------------------------------------------------------------
+
+
+class AverageScores(ResponseModel):
+    """Averages of the component scores over the same results as ``average_overall_score``
+    (nulls skipped; null when no result has that score)."""
+
+    logic: float | None
+    relevance: float | None
+    technical: float | None
+    communication: float | None
+
+
+class ApplicantOut(ResponseModel):
+    rank: int
+    """Position in the job's ranking, from 1: by ``average_overall_score`` (highest first,
+    applicants without one last), ties by ``applicant_id``."""
+    applicant_id: int
+    sessions: int
+    """The applicant's sessions for the job, whatever their status."""
+    completed_sessions: int
+    results: int
+    """Results of the completed sessions: the ones the averages are over."""
+    average_overall_score: float | None
+    """Mean ``overall_score`` of the results of the applicant's completed sessions for the job;
+    null when there is none (no completed session, or no overall score in one)."""
+    average_scores: AverageScores
+    last_completed_at: UtcDatetime | None
+
+
+class ApplicantsOut(ResponseModel):
+    job_id: int
+    applicants: list[ApplicantOut]
+    next: str | None
+    """Pass as ``after`` to read the next page; null on the last page."""
+
+
+class SessionCounts(ResponseModel):
+    pending: int
+    in_progress: int
+    completed: int
+    failed: int
+
+
+class ScoreStatistics(ResponseModel):
+    """One score over the job's results that have it (nulls skipped). ``p25``/``p75`` are
+    Python's ``statistics.quantiles(method="inclusive")`` quartiles (linear interpolation
+    between order statistics, R's type 7), ``median`` is ``statistics.median``; with a single
+    result all three are that score. Null statistics when ``count`` is 0."""
+
+    count: int
+    mean: float | None
+    p25: float | None
+    median: float | None
+    p75: float | None
+
+
+class ScoresStatistics(ResponseModel):
+    overall: ScoreStatistics
+    logic: ScoreStatistics
+    relevance: ScoreStatistics
+    technical: ScoreStatistics
+    communication: ScoreStatistics
+
+
+class KeywordCount(ResponseModel):
+    category: str
+    keyword: str
+    """In lower case: keywords (and categories) are counted case-insensitively."""
+    count: int
+    """Results mentioning the keyword in that category (once per result)."""
+
+
+class InsightsOut(ResponseModel):
+    """What a job's interviews show: every session of the job and every result of them
+    (whatever the session's status; failed sessions' answers are analysed answers too)."""
+
+    job_id: int
+    sessions: SessionCounts
+    results: int
+    scores: ScoresStatistics
+    top_keywords: list[KeywordCount]
+    """Per category (in category order), its 20 most frequent keywords, most frequent first,
+    ties by keyword."""
+    expected_keyword_coverage: float | None
+    """Over the results whose ``question_id`` is a question with ``expected_keywords`` (every
+    string in it): the share of those keywords found, case-insensitively, among the result's
+    ``keywords``, averaged. Null when no result answers such a question."""

@@ -18,8 +18,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from flex_migrate import service
 from flex_shared.config import get_settings
 from flex_shared.errors import ConfigError
+from flex_shared.observability import route_layer_logs
 
 logger = Logger(service="migrate")
+route_layer_logs(logger)
 try:
     get_settings()  # report a wrong configuration at start-up, naming the variable...
 except ConfigError:
@@ -83,7 +85,7 @@ def _handle_custom_resource(event: dict[str, Any], context: LambdaContext) -> di
         try:
             if answer.send("FAILED", "migration did not finish before the Lambda timeout", {}):
                 logger.error("answered FAILED: the Lambda timeout is near")
-        except Exception:
+        except Exception:  # a timer thread: nothing above it would log the failure
             logger.exception("could not answer CloudFormation")
 
     remaining = context.get_remaining_time_in_millis() / 1000 - _ANSWER_MARGIN_SECONDS

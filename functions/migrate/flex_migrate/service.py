@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from sqlalchemy.engine import Connection
 
 from flex_migrate import store
-from flex_shared.db import get_engine
+from flex_shared.db import run_in_transaction
 
 logger = Logger(service="migrate", child=True)
 
@@ -42,8 +43,7 @@ def _alembic_config() -> Any:
 def _revisions(config: Any) -> dict[str, str | None]:
     from alembic.script import ScriptDirectory
 
-    with get_engine().connect() as connection:
-        current = store.current_revision(connection)
+    current = run_in_transaction(store.current_revision)
     return {"current": current, "head": ScriptDirectory.from_config(config).get_current_head()}
 
 
@@ -60,13 +60,15 @@ def run(action: str = "upgrade", revision: str = "head") -> dict[str, Any]:
     if action == "downgrade" and revision == "head":
         raise MigrationRequestError("downgrade needs an explicit revision (e.g. 'base' or '-1')")
 
-    with get_engine().begin() as connection:
+    def migrate(connection: Connection) -> None:
         store.lock_migrations(connection)  # concurrent runs queue instead of racing
         config.attributes["connection"] = connection
         if action == "upgrade":
             command.upgrade(config, revision)
         else:
             command.downgrade(config, revision)
+
+    run_in_transaction(migrate)
     after = _revisions(config)
     logger.info("migrated", extra={"action": action, "from": before["current"], **after})
     return {"action": action, "previous": before["current"], **after}

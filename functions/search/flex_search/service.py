@@ -5,8 +5,9 @@ containing every word of the query, by text rank) and ``hybrid`` (both lists fus
 reciprocal rank fusion). Every mode reports each result's vector distance and similarity, and
 ``min_similarity`` drops results less similar than asked, in every mode.
 
-Knows nothing of API Gateway; raises the layer's domain errors (``NotFound``,
-``DependencyUnavailable``, ``InvalidInput``), which the resolver turns into HTTP answers.
+Knows nothing of API Gateway; raises the layer's domain errors (``NotFound``, the embedder's
+``EmbeddingUnavailable`` and ``EmbeddingInputError``), which the resolver turns into HTTP
+answers; anything else the embedder raises is a bug, and answered as one (500).
 """
 
 from __future__ import annotations
@@ -21,10 +22,19 @@ from sqlalchemy.engine import Connection
 from flex_search import store
 from flex_search.distance import Metric, similarity
 from flex_search.query_embedding import query_vector_literal
-from flex_search.schemas import JobResponse, SearchRequest, SearchResponse, SearchResult
+from flex_search.schemas import (
+    JobResponse,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    SuggestedQuestion,
+    SuggestedQuestionsResponse,
+)
 from flex_shared.config import get_settings
-from flex_shared.db import connection_transaction
-from flex_shared.errors import DependencyUnavailable, FlexError, NotFound
+from flex_shared.db import run_in_transaction, vector_literal
+from flex_shared.embeddings import get_embedder
+from flex_shared.errors import Conflict, NotFound
+from flex_shared.schemas import QuestionOut
 
 logger = Logger(child=True)
 
@@ -49,21 +59,6 @@ that both lists rank well."""
 class ScoredHit:
     hit: store.ChunkHit
     score: float
-
-
-def _embed(query: str, deadline: float | None) -> str:
-    try:
-        return query_vector_literal(query, deadline=deadline)
-    except DependencyUnavailable as exc:
-        # The provider's message ("throttled", "timed out") does not say what failed: name it.
-        raise DependencyUnavailable(
-            exc.dependency, f"{exc.dependency} is unavailable: {exc.message}"
-        ) from exc
-    except FlexError:
-        raise  # EmbeddingInputError (an InvalidInput): the query itself is refused, 422
-    except Exception as exc:  # an unexpected provider failure is still a dependency failure
-        logger.exception("query embedding failed")
-        raise DependencyUnavailable("embedding service") from exc
 
 
 def _result(metric: Metric, scored: ScoredHit) -> SearchResult:
@@ -147,30 +142,32 @@ def search(request: SearchRequest, *, deadline: float | None = None) -> SearchRe
     """The best ``top_k`` chunks for the query in the requested mode, best first: in
     ``vector`` mode ``min(top_k, matching)`` of them (``min_similarity`` aside). ``deadline``
     (a ``time.monotonic()`` instant) bounds the embedding service's retries."""
-    # Every mode embeds the query: each result reports its distance and similarity.
-    literal = _embed(request.query.strip(), deadline)
-    with connection_transaction() as connection:
+    # Every mode embeds the query: each result reports its distance and similarity. Outside
+    # the transaction: a slow embedding call holds no connection.
+    literal = query_vector_literal(request.query.strip(), deadline=deadline)
+
+    def rank(connection: Connection) -> list[ScoredHit]:
         if request.mode == "vector":
             nearest = _nearest(connection, literal, request, request.top_k)
-            scored = [ScoredHit(hit, similarity(request.metric, hit.distance)) for hit in nearest]
-        elif request.mode == "keyword":
+            return [ScoredHit(hit, similarity(request.metric, hit.distance)) for hit in nearest]
+        if request.mode == "keyword":
             matches = _keyword(connection, literal, request, request.top_k)
-            scored = [ScoredHit(hit, rank) for hit, rank in matches]
-        else:
-            candidates = max(HYBRID_MIN_CANDIDATES, 3 * request.top_k)
-            # Keyword side first: the vector side's SET LOCALs (no seq scan, no sort) are meant
-            # for its own plan, and last until the transaction ends.
-            matches = _keyword(connection, literal, request, candidates)
-            nearest = _nearest(connection, literal, request, candidates)
-            fused = reciprocal_rank_fusion(request.metric, [nearest, [hit for hit, _ in matches]])
-            scored = fused[: request.top_k]
+            return [ScoredHit(hit, rank) for hit, rank in matches]
+        candidates = max(HYBRID_MIN_CANDIDATES, 3 * request.top_k)
+        # Keyword side first: the vector side's SET LOCALs (no seq scan, no sort) are meant
+        # for its own plan, and last until the transaction ends.
+        matches = _keyword(connection, literal, request, candidates)
+        nearest = _nearest(connection, literal, request, candidates)
+        fused = reciprocal_rank_fusion(request.metric, [nearest, [hit for hit, _ in matches]])
+        return fused[: request.top_k]
+
+    scored = run_in_transaction(rank)
     return SearchResponse(results=[_result(request.metric, hit) for hit in scored])
 
 
 def read_job(job_id: int) -> JobResponse:
     """A job still in search, or ``NotFound``."""
-    with connection_transaction() as connection:
-        job = store.find_job(connection, job_id)
+    job = run_in_transaction(lambda connection: store.find_job(connection, job_id))
     if job is None:
         raise NotFound("job", job_id)
     return JobResponse(
@@ -182,3 +179,83 @@ def read_job(job_id: int) -> JobResponse:
         created_at=job.created_at.replace(tzinfo=UTC),
         updated_at=job.updated_at.replace(tzinfo=UTC),
     )
+
+
+# --- suggested questions ------------------------------------------------------------------
+
+QUESTION_EMBEDDING_MAX_CHARS = 2_000
+"""A question is embedded by its first 2,000 characters: a template is a sentence or a few,
+and this stays far inside Titan's input limits (8,192 tokens) whatever the script."""
+
+
+def _require_job_in_search(connection: Connection, job_id: int, model: str) -> None:
+    chunks = store.live_job_chunks(connection, job_id, model)
+    if chunks is None:
+        raise NotFound("job", job_id)
+    if chunks == 0:
+        # Its description was embedded by another model (before a change of model, until the
+        # job is ingested again): vectors of two models are never compared.
+        raise Conflict(
+            f"job {job_id}'s description has no embedding by the current model {model};"
+            " ingest it again to compare questions with it"
+        )
+
+
+def _embed_questions(texts: list[str], deadline: float | None) -> list[list[float]]:
+    # The embedder raises EmbeddingUnavailable (503) or EmbeddingInputError itself.
+    return get_embedder().embed_documents(
+        [text[:QUESTION_EMBEDDING_MAX_CHARS] for text in texts], deadline=deadline
+    )
+
+
+def _suggestions(job_id: int, rows: list[store.SuggestedQuestionRow]) -> SuggestedQuestionsResponse:
+    return SuggestedQuestionsResponse(
+        job_id=job_id,
+        questions=[
+            SuggestedQuestion(
+                question=QuestionOut.model_validate(row.question),
+                similarity=row.similarity,
+                chunk_index=row.chunk_index,
+            )
+            for row in rows
+        ],
+    )
+
+
+def suggest_questions(
+    job_id: int, top_k: int, *, deadline: float | None = None
+) -> SuggestedQuestionsResponse:
+    """The job's own and the general question templates closest in meaning to its
+    description. Questions without a current embedding (new, changed text, another model) are
+    embedded first, outside any transaction, and kept: an unchanged question is never embedded
+    twice. ``deadline`` bounds the embedding service's retries."""
+    model = get_embedder().model_id
+
+    def rank(connection: Connection) -> list[store.SuggestedQuestionRow]:
+        return store.suggested_questions(connection, job_id, model, top_k)
+
+    def read(
+        connection: Connection,
+    ) -> tuple[list[store.QuestionText], list[store.SuggestedQuestionRow]]:
+        _require_job_in_search(connection, job_id, model)
+        missing = store.questions_to_embed(connection, job_id, model)
+        return missing, ([] if missing else rank(connection))
+
+    missing, ranked = run_in_transaction(read)
+    if not missing:
+        return _suggestions(job_id, ranked)  # nothing to embed: one transaction
+    vectors = _embed_questions([question.text for question in missing], deadline)
+
+    def store_and_rank(connection: Connection) -> list[store.SuggestedQuestionRow]:
+        _require_job_in_search(connection, job_id, model)
+        store.save_question_embeddings(
+            connection,
+            model,
+            [
+                store.QuestionEmbedding(question.id, question.text_sha256, vector_literal(vector))
+                for question, vector in zip(missing, vectors, strict=True)
+            ],
+        )
+        return rank(connection)
+
+    return _suggestions(job_id, run_in_transaction(store_and_rank))

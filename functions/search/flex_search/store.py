@@ -459,3 +459,152 @@ WHERE j.id = :job_id AND j.deleted_at IS NULL"""
     if row is None:
         return None
     return JobRecord(row[0], row[1], row[2], row[3], int(row[4]), row[5], row[6])
+
+
+# --- suggested questions ------------------------------------------------------------------
+# A question template's embedding is kept in question_embeddings (migration 0004) with the
+# model that made it and the SHA-256 of its text, computed here in SQL from the stored text
+# (UTF-8), so "is it current" has one definition: same model, same text hash.
+
+_TEXT_SHA256 = "encode(sha256(convert_to(q.question_text, 'UTF8')), 'hex')"
+_CANDIDATES = "(q.job_id = :job_id OR q.job_id IS NULL)"
+"""The questions a job may be asked: its own and the general ones."""
+
+
+def live_job_chunks(session: Session | Connection, job_id: int, model: str) -> int | None:
+    """How many of the job's chunks ``model`` embedded; None when the job is not in search
+    (unknown or removed)."""
+    row = session.execute(
+        text(
+            "SELECT (SELECT count(*) FROM job_chunks AS jc"
+            "        WHERE jc.job_id = j.id AND jc.embedding_model = :model)"
+            " FROM jobs AS j WHERE j.id = :job_id AND j.deleted_at IS NULL"
+        ),
+        {"job_id": job_id, "model": model},
+    ).first()
+    return None if row is None else int(row[0])
+
+
+@dataclass(frozen=True)
+class QuestionText:
+    id: int
+    text: str
+    text_sha256: str
+
+
+def questions_to_embed(
+    session: Session | Connection, job_id: int, model: str
+) -> list[QuestionText]:
+    """The job's candidate questions without a current embedding by ``model`` (none yet,
+    another model's, or of an older text), in id order."""
+    rows = session.execute(
+        text(
+            f"""
+SELECT q.id, q.question_text, {_TEXT_SHA256} AS text_sha256
+FROM questions AS q
+LEFT JOIN question_embeddings AS e ON e.question_id = q.id
+WHERE {_CANDIDATES}
+  AND (e.question_id IS NULL OR e.embedding_model <> :model
+       OR e.text_sha256 <> {_TEXT_SHA256})
+ORDER BY q.id"""
+        ),
+        {"job_id": job_id, "model": model},
+    ).all()
+    return [QuestionText(int(row[0]), row[1], row[2]) for row in rows]
+
+
+@dataclass(frozen=True)
+class QuestionEmbedding:
+    question_id: int
+    text_sha256: str
+    vector_literal: str
+
+
+def save_question_embeddings(
+    session: Session | Connection, model: str, embeddings: list[QuestionEmbedding]
+) -> None:
+    """Store (or replace) each question's embedding, in question order (concurrent writers
+    lock rows in one order); a question deleted meanwhile is skipped."""
+    ordered = sorted(embeddings, key=lambda embedding: embedding.question_id)
+    session.execute(
+        text(
+            """
+INSERT INTO question_embeddings (question_id, embedding, embedding_model, text_sha256)
+SELECT t.question_id, CAST(t.vector AS vector), :model, t.text_sha256
+FROM unnest(CAST(:ids AS integer[]), CAST(:vectors AS text[]), CAST(:hashes AS text[]))
+     WITH ORDINALITY AS t(question_id, vector, text_sha256, position)
+WHERE EXISTS (SELECT 1 FROM questions AS q WHERE q.id = t.question_id)
+ORDER BY t.position
+ON CONFLICT (question_id) DO UPDATE SET
+    embedding = EXCLUDED.embedding,
+    embedding_model = EXCLUDED.embedding_model,
+    text_sha256 = EXCLUDED.text_sha256,
+    embedded_at = timezone('utc', now())"""
+        ),
+        {
+            "model": model,
+            "ids": [embedding.question_id for embedding in ordered],
+            "vectors": [embedding.vector_literal for embedding in ordered],
+            "hashes": [embedding.text_sha256 for embedding in ordered],
+        },
+    )
+
+
+@dataclass(frozen=True)
+class SuggestedQuestionRow:
+    question: dict[str, Any]
+    """The question's columns, as ``questions`` stores them."""
+    similarity: float
+    chunk_index: int
+
+
+def suggested_questions(
+    session: Session | Connection, job_id: int, model: str, top_k: int
+) -> list[SuggestedQuestionRow]:
+    """The ``top_k`` candidate questions closest in meaning to the job's description: each
+    question's cosine similarity to its nearest chunk of the job (``model``'s vectors on both
+    sides; a question without a current embedding is left out), best first, ties by id. Exact:
+    the job's few chunks are read once and compared with every candidate."""
+    rows = (
+        session.execute(
+            text(
+                f"""
+WITH chunks AS MATERIALIZED (
+    SELECT jc.chunk_index, jc.embedding FROM job_chunks AS jc
+    WHERE jc.job_id = :job_id AND jc.embedding_model = :model
+),
+nearest AS (
+    SELECT q.id, n.chunk_index, n.distance
+    FROM questions AS q
+    JOIN question_embeddings AS e
+      ON e.question_id = q.id AND e.embedding_model = :model AND e.text_sha256 = {_TEXT_SHA256}
+    CROSS JOIN LATERAL (
+        SELECT c.chunk_index, c.embedding <=> e.embedding AS distance
+        FROM chunks AS c
+        ORDER BY 2, 1
+        LIMIT 1
+    ) AS n
+    WHERE {_CANDIDATES} AND n.distance <> 'NaN'
+    ORDER BY n.distance, q.id
+    LIMIT :top_k
+)
+SELECT q.id, q.job_id, q.question_type, q.question_text, q.expected_keywords,
+       q.evaluation_criteria, q.difficulty_level, q.created_at,
+       1 - n.distance AS similarity, n.chunk_index
+FROM nearest AS n
+JOIN questions AS q ON q.id = n.id
+ORDER BY n.distance, q.id"""
+            ),
+            {"job_id": job_id, "model": model, "top_k": top_k},
+        )
+        .mappings()
+        .all()
+    )
+    return [
+        SuggestedQuestionRow(
+            question={key: row[key] for key in row if key not in ("similarity", "chunk_index")},
+            similarity=float(row["similarity"]),
+            chunk_index=int(row["chunk_index"]),
+        )
+        for row in rows
+    ]

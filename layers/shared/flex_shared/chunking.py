@@ -62,16 +62,26 @@ def estimate_tokens(text: str) -> int:
     ceil(len/3), every other non-space character (Hangul, CJK, punctuation, emoji) one token,
     whitespace runs beyond the first character one token per four. Cutting a text between
     whitespace runs, or inside a word, never makes the parts' estimates sum to less."""
+    spaces = sum((len(run) + 2) // 4 for run in _LONG_SPACE_RE.findall(text))
+    return _content_tokens(text) + spaces
+
+
+def _content_tokens(text: str) -> int:
+    """:func:`estimate_tokens` of everything but whitespace."""
     latin = _LATIN_RE.findall(text)
     digits = _DIGITS_RE.findall(text)
-    spaces = _SPACE_RE.findall(text)
-    latin_chars = sum(map(len, latin))
-    digit_chars = sum(map(len, digits))
-    space_chars = sum(map(len, spaces))
+    space_chars = sum(map(len, _SPACE_RE.findall(text)))
     tokens = sum((len(word) + 3) // 4 for word in latin)
     tokens += sum((len(run) + 2) // 3 for run in digits)
-    tokens += sum((len(run) + 2) // 4 for run in _LONG_SPACE_RE.findall(text))
-    return tokens + len(text) - latin_chars - digit_chars - space_chars
+    return tokens + len(text) - sum(map(len, latin)) - sum(map(len, digits)) - space_chars
+
+
+def minimum_chunk_count(text: str, *, target_tokens: int = DEFAULT_TARGET_TOKENS) -> int:
+    """A lower bound of ``len(chunk_text(text, target_tokens=target_tokens))`` (any overlap,
+    any ``max_chars``) in one pass, without chunking: every word is in some chunk, and a chunk
+    holds at most ``target_tokens`` estimated tokens. Lets a caller refuse a text that needs too
+    many chunks before paying for the chunker."""
+    return -(-_content_tokens(text) // target_tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,4 +359,5 @@ __all__ = [
     "chunk_spans",
     "chunk_text",
     "estimate_tokens",
+    "minimum_chunk_count",
 ]

@@ -26,6 +26,14 @@ DEFAULT_DB_POOL_SIZE = 1
 DEFAULT_DB_MAX_OVERFLOW = 2
 DEFAULT_INGEST_MAX_OBJECT_BYTES = 10 * 1024 * 1024
 """Job descriptions are a few pages; anything bigger is rejected before it is downloaded."""
+DEFAULT_INGEST_MAX_CHUNKS = 200
+"""Chunks (so Titan calls) one document may take. A job description of 1-10 pages makes 5-60
+chunks (750-1,000 characters of English or 350 of Korean each); 200 leaves room for the
+longest ones, and 200 calls stay well inside the function's 300 s even under a small Titan
+quota (a few hundred calls a minute)."""
+MAX_INGEST_MAX_CHUNKS = 2_000
+"""Above this, one document's Titan calls outlast the function's 300 s under any usual quota
+(2,000 calls take 5 minutes at 400 a minute)."""
 
 EmbeddingProvider = Literal["titan", "local", "hash"]
 EMBEDDING_PROVIDERS: tuple[EmbeddingProvider, ...] = ("titan", "local", "hash")
@@ -55,6 +63,7 @@ class Settings(BaseModel):
     embedding_max_concurrency: int = 8
     hnsw_ef_search: int = DEFAULT_HNSW_EF_SEARCH
     ingest_max_object_bytes: int = DEFAULT_INGEST_MAX_OBJECT_BYTES
+    ingest_max_chunks: int = DEFAULT_INGEST_MAX_CHUNKS
 
     @property
     def database_mode(self) -> Literal["url", "secret", "iam"]:
@@ -178,6 +187,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_socket_timeout=_int(env, "DB_SOCKET_TIMEOUT", 0, 0, 900) or None,
         ingest_max_object_bytes=_int(
             env, "INGEST_MAX_OBJECT_BYTES", DEFAULT_INGEST_MAX_OBJECT_BYTES, 1, 1024**3
+        ),
+        ingest_max_chunks=_int(
+            env, "INGEST_MAX_CHUNKS", DEFAULT_INGEST_MAX_CHUNKS, 1, MAX_INGEST_MAX_CHUNKS
         ),
     )
 

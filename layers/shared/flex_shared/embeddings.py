@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 class EmbeddingUnavailable(DependencyUnavailable):
     """The embedding service failed or throttled past the retry budget."""
 
+    code = "embedding_unavailable"
+
     def __init__(self, message: str) -> None:
         super().__init__("embedding service", message)
 
@@ -62,9 +64,39 @@ class EmbeddingInputError(InvalidInput):
         self.index = index
 
 
+THROTTLING_ERROR_CODES = frozenset({"ThrottlingException", "TooManyRequestsException"})
+"""Over the quota: counted as throttles; for paced work (documents) the rate limit slows down
+and the call takes its next slot."""
+
+
+@dataclass(slots=True)
+class EmbeddingUsage:
+    """What one embedder has spent since the container started: model calls (each attempt),
+    retries, calls refused by throttling, and input tokens billed. Updated under the embedder's
+    lock; :meth:`snapshot` and subtraction give what one invocation spent (published as
+    metrics by :mod:`flex_shared.observability`)."""
+
+    calls: int = 0
+    retries: int = 0
+    throttles: int = 0
+    input_tokens: int = 0
+
+    def snapshot(self) -> EmbeddingUsage:
+        return EmbeddingUsage(self.calls, self.retries, self.throttles, self.input_tokens)
+
+    def __sub__(self, earlier: EmbeddingUsage) -> EmbeddingUsage:
+        return EmbeddingUsage(
+            self.calls - earlier.calls,
+            self.retries - earlier.retries,
+            self.throttles - earlier.throttles,
+            self.input_tokens - earlier.input_tokens,
+        )
+
+
 class Embedder(Protocol):
     model_id: str
     dimensions: int
+    usage: EmbeddingUsage
 
     def embed_documents(
         self, texts: Sequence[str], *, deadline: float | None = None
@@ -174,6 +206,7 @@ class HashEmbedder:
         if dimensions < 2:
             raise ValueError("dimensions must be at least 2")
         self.dimensions = dimensions
+        self.usage = EmbeddingUsage()  # calls only: no service, no retries, no billing
         self._caches = _FeatureCaches()
         self._positive = range(dimensions)
         self._negative = range(dimensions, 2 * dimensions)
@@ -249,10 +282,12 @@ class HashEmbedder:
         self, texts: Sequence[str], *, deadline: float | None = None
     ) -> list[list[float]]:
         _validate_inputs(texts)
+        self.usage.calls += len(texts)
         return [self._embed(text) for text in texts]
 
     def embed_query(self, text: str, *, deadline: float | None = None) -> list[float]:
         _validate_inputs([text])
+        self.usage.calls += 1
         return self._embed(text)
 
 
@@ -299,6 +334,7 @@ class MultilingualEmbedder:
             raise ValueError(f"dimensions must be at least {USE_NATIVE_DIMENSIONS}")
         self.dimensions = dimensions
         self.model_id = _use_model_id()
+        self.usage = EmbeddingUsage()  # calls only: no service, no retries, no billing
 
     def _embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
@@ -317,10 +353,12 @@ class MultilingualEmbedder:
         self, texts: Sequence[str], *, deadline: float | None = None
     ) -> list[list[float]]:
         _validate_inputs(texts)
+        self.usage.calls += len(texts)
         return self._embed(texts)
 
     def embed_query(self, text: str, *, deadline: float | None = None) -> list[float]:
         _validate_inputs([text])
+        self.usage.calls += 1
         return self._embed([text])[0]
 
 
@@ -328,8 +366,6 @@ class MultilingualEmbedder:
 # Titan (Bedrock)
 # --------------------------------------------------------------------------------------------
 
-THROTTLING_ERROR_CODES = frozenset({"ThrottlingException", "TooManyRequestsException"})
-"""Over the quota: the rate limit slows down and the call takes its next slot."""
 RETRYABLE_ERROR_CODES = THROTTLING_ERROR_CODES | frozenset(
     {
         "ServiceUnavailableException",
@@ -351,15 +387,6 @@ class RetryPolicy:
     max_attempts: int | None = None
     base_delay: float = 0.25
     max_delay: float = 8.0
-
-
-@dataclass(slots=True)
-class EmbeddingUsage:
-    """Counters of one embedder (thread-safe updates via the embedder's lock)."""
-
-    calls: int = 0
-    retries: int = 0
-    input_tokens: int = 0
 
 
 class _GiveUp(Exception):
@@ -514,7 +541,7 @@ class TitanEmbedder:
     def _embed_with_retry(
         self, text: str, index: int, deadline: float, stop: threading.Event, paced: bool
     ) -> list[float]:
-        from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
         body = json.dumps(
             {"inputText": text, "dimensions": self.dimensions, "normalize": True},
@@ -558,18 +585,25 @@ class TitanEmbedder:
                     raise EmbeddingUnavailable(
                         f"{self.model_id} failed for text {index}: {code}: {message}"
                     ) from None
+                if code in THROTTLING_ERROR_CODES:
+                    with self._lock:
+                        self.usage.throttles += 1
                 reason = code
             except (ConnectionError, HTTPClientError) as error:
                 reason = type(error).__name__
+            except BotoCoreError as error:  # e.g. no credentials: no retry will find them
+                raise EmbeddingUnavailable(
+                    f"{self.model_id} failed for text {index}: {type(error).__name__}: {error}"
+                ) from None
             else:
                 if paced:
                     self.rate_limit.on_success()
                 return self._parse(response, index)
 
-            with self._lock:
-                self.usage.retries += 1
             if paced and reason in THROTTLING_ERROR_CODES:
                 self.rate_limit.on_throttle()
+                with self._lock:
+                    self.usage.retries += 1
                 continue  # no sleep of its own: the next slot is the wait
             failures += 1
             if self.retry.max_attempts is not None and failures >= self.retry.max_attempts:
@@ -589,6 +623,8 @@ class TitanEmbedder:
                 "retrying embedding",
                 extra={"index": index, "attempt": calls, "reason": reason, "delay": delay},
             )
+            with self._lock:
+                self.usage.retries += 1
             if stop.wait(delay):
                 raise _GiveUp
 

@@ -29,8 +29,15 @@ class NotFound(FlexError):
 
     code = "not_found"
 
-    def __init__(self, resource: str, identifier: object) -> None:
-        super().__init__(f"{resource} {identifier} not found")
+    def __init__(
+        self,
+        resource: str,
+        identifier: object,
+        message: str | None = None,
+        *,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message or f"{resource} {identifier} not found", details=details)
         self.resource = resource
         self.identifier = identifier
 
@@ -42,9 +49,10 @@ class Conflict(FlexError):
 
 
 class DependencyUnavailable(FlexError):
-    """A dependency (database, Bedrock) failed or timed out; retrying later may succeed."""
+    """A dependency failed or timed out; retrying later may succeed. Each kind names its
+    dependency in ``code`` (the API's 503): see ``EmbeddingUnavailable``."""
 
-    code = "dependency_unavailable"
+    code = "service_unavailable"
 
     def __init__(self, dependency: str, message: str | None = None) -> None:
         super().__init__(message or f"{dependency} is unavailable")

@@ -8,6 +8,7 @@ maintain it too.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pgvector.sqlalchemy import VECTOR
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -160,6 +162,8 @@ class InterviewSession(Base):
 
     __table_args__ = (
         CheckConstraint("current_question_index >= 0", name="current_question_index_non_negative"),
+        # The (job, applicant) aggregates are recomputed from that pair's sessions (0004).
+        Index("ix_interview_sessions_job_id_applicant_id", "job_id", "applicant_id"),
     )
 
 
@@ -195,6 +199,9 @@ class InterviewResult(Base):
     result_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+    # Extra: the session's job, copied by a trigger on insert (0004), so a result deleted with
+    # its session still knows which job's aggregates to decrement.
+    job_id: Mapped[int] = mapped_column(Integer, nullable=False)
 
     interview: Mapped[InterviewSession] = relationship(back_populates="results")
 
@@ -235,6 +242,143 @@ class Question(Base):
         ),
         Index("ix_questions_job_id_question_type", "job_id", "question_type"),
     )
+
+
+# --- hiring insights (migration 0004) ------------------------------------------------------
+# Per-job aggregates of the interviews, kept equal to their ``*_computed`` views by triggers in
+# the writing transaction; the applicants and insights routes read only these.
+
+
+def _job_id_key() -> Mapped[int]:
+    # No foreign key: the row exists only while the job has interviews, which keep the job
+    # (interview_sessions.job_id is RESTRICT), and a check per new row would cost every write.
+    return mapped_column(Integer, primary_key=True, autoincrement=False)
+
+
+def _results_count() -> Mapped[int]:
+    return mapped_column(Integer, nullable=False)
+
+
+class JobApplicantStats(Base):
+    """One row per (job, applicant) with a session: sessions by status, result counts, sums and
+    counts of each score over the results of completed sessions, the last completion."""
+
+    __tablename__ = "job_applicant_stats"
+
+    job_id: Mapped[int] = _job_id_key()
+    applicant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    pending_sessions: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    in_progress_sessions: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    completed_sessions: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    failed_sessions: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    results: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    completed_results: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    overall_sum: Mapped[Decimal | None] = mapped_column(Numeric)
+    overall_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    logic_sum: Mapped[Decimal | None] = mapped_column(Numeric)
+    logic_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    relevance_sum: Mapped[Decimal | None] = mapped_column(Numeric)
+    relevance_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    technical_sum: Mapped[Decimal | None] = mapped_column(Numeric)
+    technical_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    communication_sum: Mapped[Decimal | None] = mapped_column(Numeric)
+    communication_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    last_completed_at: Mapped[datetime | None] = mapped_column(TIMESTAMP())
+    # Minus the average overall score, +Infinity without one: the ranking, ascending.
+    ranking_key: Mapped[float] = mapped_column(
+        Float,
+        Computed(
+            "coalesce(-(overall_sum / nullif(overall_count, 0))::double precision, 'Infinity')",
+            persisted=True,
+        ),
+        nullable=False,
+    )
+
+    __table_args__ = (
+        Index("ix_job_applicant_stats_ranking", "job_id", "ranking_key", "applicant_id"),
+    )
+
+
+class JobScoreCount(Base):
+    """How many of the job's results have ``value`` as their ``score`` (``overall``, ...)."""
+
+    __tablename__ = "job_score_counts"
+
+    job_id: Mapped[int] = _job_id_key()
+    score: Mapped[str] = mapped_column(String(16, collation="C"), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, primary_key=True)
+    results: Mapped[int] = _results_count()
+
+
+class JobScoreBucket(Base):
+    """How many of the job's results have a ``score`` in ``[bucket, bucket + 1)``, and the
+    exact sum of those scores."""
+
+    __tablename__ = "job_score_buckets"
+
+    job_id: Mapped[int] = _job_id_key()
+    score: Mapped[str] = mapped_column(String(16, collation="C"), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    results: Mapped[int] = _results_count()
+    total: Mapped[Decimal] = mapped_column(Numeric, nullable=False)
+
+
+class JobKeywordCount(Base):
+    """How many of the job's results mention ``keyword`` under ``category`` (lower case)."""
+
+    __tablename__ = "job_keyword_counts"
+
+    job_id: Mapped[int] = _job_id_key()
+    category: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
+    keyword: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
+    results: Mapped[int] = _results_count()
+
+    __table_args__ = (
+        Index(
+            "ix_job_keyword_counts_top",
+            "job_id",
+            "category",
+            text("results DESC"),
+            "keyword",
+        ),
+    )
+
+
+class JobQuestionCount(Base):
+    """How many of the job's results answer ``question_id``."""
+
+    __tablename__ = "job_question_counts"
+
+    job_id: Mapped[int] = _job_id_key()
+    question_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    results: Mapped[int] = _results_count()
+
+
+class JobQuestionKeywordCount(Base):
+    """How many of the job's results answering ``question_id`` mention ``keyword`` (under any
+    category)."""
+
+    __tablename__ = "job_question_keyword_counts"
+
+    job_id: Mapped[int] = _job_id_key()
+    question_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    keyword: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
+    results: Mapped[int] = _results_count()
+
+
+class QuestionEmbedding(Base):
+    """A question template's embedding, the model that made it and the SHA-256 of the text it
+    was made from (search embeds a question again only when either differs)."""
+
+    __tablename__ = "question_embeddings"
+
+    question_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("questions.id", ondelete="CASCADE"), primary_key=True
+    )
+    embedding: Mapped[Any] = mapped_column(VECTOR(SCHEMA_EMBEDDING_DIMENSIONS), nullable=False)
+    embedding_model: Mapped[str] = mapped_column(String(128), nullable=False)
+    text_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    embedded_at: Mapped[datetime] = _created_at()
 
 
 TABLES_WITH_UPDATED_AT = ("jobs", "interview_sessions", "interview_results")
