@@ -102,6 +102,46 @@ def test_only_the_message_whose_record_failed_comes_back_and_lands_on_redelivery
     assert ingest.job_count() == 3
 
 
+def test_a_batch_publishes_its_work_and_the_embedding_services_usage_and_names_what_failed(
+    ingest: Ingest, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given two uploads in one batch, one of which the embedding service keeps failing
+    # (the container's embedder embeds the other: its usage is what gets published)
+    service = sibling("flex_ingest.service")
+    failing = CountingEmbedder(fail_when=lambda text: "Unlucky" in text)
+    monkeypatch.setattr(service, "get_embedder", lambda: failing)
+    good_key, bad_key = "jobs/6/sre.txt", "jobs/6/unlucky.txt"
+    messages = [
+        message_for(ingest.record("ObjectCreated:Put", key, ingest.put(key, body)))
+        for key, body in ((good_key, KOREAN_JOB), (bad_key, "Unlucky role\n\nCOBOL."))
+    ]
+    capsys.readouterr()
+
+    # when the batch is delivered
+    result = ingest.invoke_event(batch(*messages))
+
+    # then one metrics document covers the batch: the job written, the record failed, and the
+    # chunks embedded counted as the embedding service's calls
+    assert result == {"batchItemFailures": [{"itemIdentifier": messages[1]["MessageId"]}]}
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert len(emf) == 1
+    metrics = emf[0]
+    job = ingest.job(good_key)
+    assert job is not None
+    chunks = len(ingest.chunks(job.id))
+    assert metrics["DocumentsIngested"] == [1.0]
+    assert metrics["RecordsFailed"] == [1.0]
+    assert metrics["EmbeddingCalls"] == [float(chunks)]
+    # and the log says which message comes back, and why nothing was raised
+    [reported] = [
+        line
+        for line in ingest.log_lines()
+        if line.get("message", "").startswith("reporting failed messages")
+    ]
+    assert reported["level"] == "ERROR"
+    assert (reported["failed_message_ids"], reported["messages"]) == ([messages[1]["MessageId"]], 2)
+
+
 def test_a_message_delivered_twice_changes_nothing_the_second_time(
     ingest: Ingest, counting_embedder: CountingEmbedder
 ) -> None:
