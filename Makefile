@@ -9,7 +9,7 @@ REQUIREMENTS := requirements.txt layers/shared/requirements.txt $(wildcard funct
 empty :=
 PRODUCT_PATH := $(subst $(empty) $(empty),:,layers/shared $(wildcard functions/*))
 
-.PHONY: install test test-pg16 lint typecheck check clean sam-install sam-validate sam-build layer-size scan-install scan run demo invoke api-examples openapi contract-install contract bench
+.PHONY: install test test-pg16 lint typecheck check clean sam-install sam-validate sam-build layer-size scan-install scan run demo invoke replay-failures api-examples openapi contract-install contract bench
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,13 @@ demo: install
 # make invoke FUNCTION=SearchFunction EVENT=events/search_post.json [ENV_VARS=env.json]
 invoke: install
 	$(BIN)/python -m devtools.local invoke $(FUNCTION) -e $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
+
+## replay-failures: replay the ingestion failure queue through the ingest function, in order,
+## exactly once; prints what was replayed and what was skipped as already applied
+# make replay-failures QUEUE_URL=<output IngestFailureQueueUrl> [FUNCTION=name] [REPLAY_ARGS=--dry-run]
+replay-failures: install
+	@test -n "$(QUEUE_URL)" || { echo "usage: make replay-failures QUEUE_URL=<IngestFailureQueueUrl>"; exit 2; }
+	$(BIN)/python -m devtools.replay_failures "$(QUEUE_URL)" $(if $(FUNCTION),--function $(FUNCTION)) $(REPLAY_ARGS)
 
 ## api-examples: real answers of the local API for openapi.json's examples (docs/api-examples.json)
 api-examples: install

@@ -76,6 +76,7 @@ BENCHES = (
     Bench("search", "bench.bench_search", "search.json", _search_args),
     Bench("quality", "bench.bench_quality", "quality.json", lambda options: []),
     Bench("ingest", "bench.bench_ingest", "ingest.json", _quick_flag),
+    Bench("bulk", "bench.bench_bulk", "bulk.json", _quick_flag),
     Bench("embeddings", "bench.bench_embeddings", "embeddings.json", _quick_flag),
     Bench(
         "interview_api",
@@ -391,6 +392,50 @@ def ingest_rows(result: Mapping[str, Any]) -> list[Row]:
     return out
 
 
+def bulk_rows(result: Mapping[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    for scenario in result.get("scenarios") or []:
+        outage = scenario.get("outage_seconds") or 0
+        area = (
+            f"bulk ingestion, {scenario.get('shape')}: N={scenario.get('documents')},"
+            f" Q={_fmt(scenario.get('quota_calls_per_second'), 'g')}/s,"
+            f" K={scenario.get('containers')}" + (f", {outage:g} s outage" if outage else "")
+        )
+        check = scenario.get("verification") or {}
+        out += [
+            (
+                area,
+                "time / quota's lower bound",
+                f"{_fmt(scenario.get('seconds'), '.0f', ' s')} /"
+                f" {_fmt(scenario.get('lower_bound_seconds'), '.0f', ' s')} ="
+                f" {_fmt(scenario.get('ratio_to_lower_bound'), '.2f', 'x')}",
+                "" if outage else "<= 1.25x",
+            ),
+            (
+                area,
+                "throttled calls",
+                f"{_fmt(_get(scenario, 'titan', 'throttles'))}"
+                f" ({_fmt(scenario.get('throttled_share'), '.1%')})",
+                "",
+            ),
+            (
+                area,
+                "failure queue: reached / left after replay",
+                f"{_fmt(scenario.get('reached_failure_queue'))} /"
+                f" {_fmt(scenario.get('left_in_failure_queue'))}",
+                "left 0",
+            ),
+            (
+                area,
+                "jobs missing / duplicated (vs the bucket)",
+                f"{_fmt(check.get('missing'))} / {_fmt(check.get('duplicated'))}",
+                "0 / 0",
+            ),
+            (area, "chunks/s", _fmt(scenario.get("chunks_per_second"), ".1f"), ""),
+        ]
+    return out
+
+
 def embeddings_rows(result: Mapping[str, Any]) -> list[Row]:
     area = "embeddings"
     return [
@@ -505,6 +550,7 @@ ROW_BUILDERS: dict[str, Callable[[Mapping[str, Any]], list[Row]]] = {
     "search": search_rows,
     "quality": quality_rows,
     "ingest": ingest_rows,
+    "bulk": bulk_rows,
     "embeddings": embeddings_rows,
     "interview_api": interview_rows,
     "insights": insights_rows,

@@ -9,8 +9,9 @@ raises the same ``ClientError`` codes. Embeddings are the deterministic ``local-
 vectors, so search over data embedded through the fake is meaningful.
 
 Knobs: fixed latency (+ jitter), random throttling, a concurrency limit that throttles
-excess calls (like a small on-demand quota), scripted failures for the next calls, and
-failures for inputs containing a marker. Use it as a context manager::
+excess calls, a quota of calls per second above which calls are throttled (like Bedrock's
+on-demand quota), an outage (every call fails for a while), scripted failures for the next
+calls, and failures for inputs containing a marker. Use it as a context manager::
 
     with FakeTitan(latency=0.1) as titan:
         os.environ.update(titan.environ())
@@ -19,6 +20,9 @@ failures for inputs containing a marker. Use it as a context manager::
 or in its own process with ``serve_in_subprocess(latency=0.1)`` (yields the endpoint URL),
 or from a shell: ``python -m devtools.fake_titan --port 8790 --latency 0.1``, which prints
 ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME=<url>`` as its first line and serves until SIGINT/SIGTERM.
+A fake in another process is observed and steered over HTTP, beside the Bedrock route:
+``GET /_fake/stats`` (its counters as JSON) and ``POST /_fake/outage`` with
+``{"seconds": 60, "error": "ServiceUnavailableException"}``.
 """
 
 from __future__ import annotations
@@ -101,8 +105,14 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     calls: int = 0
     successes: int = 0
+    throttles: int = 0
+    outage_failures: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    quota_tokens: float | None = None
+    quota_updated: float = 0.0
+    outage_until: float | None = None
+    outage_error: str = "ServiceUnavailableException"
     requests: list[RecordedRequest] = field(default_factory=list)
     scripted: deque[tuple[str, str | None]] = field(default_factory=deque)
     markers: dict[str, tuple[str, str | None]] = field(default_factory=dict)
@@ -120,6 +130,7 @@ class FakeTitan:
         latency_jitter: float = 0.0,
         throttle_rate: float = 0.0,
         max_concurrent: int | None = None,
+        quota_per_second: float | None = None,
         seed: int = 0,
         record_requests: bool = True,
     ) -> None:
@@ -129,6 +140,9 @@ class FakeTitan:
         self.latency_jitter = latency_jitter
         self.throttle_rate = throttle_rate
         self.max_concurrent = max_concurrent
+        self.quota_per_second = quota_per_second
+        """Calls per second let through (a token bucket holding one second of calls, full at
+        the start); the others are throttled. Throttled calls use none of it."""
         self.record_requests = record_requests
         self._random = random.Random(seed)  # noqa: S311 -- simulation, not crypto
         self._state = _State()
@@ -196,10 +210,31 @@ class FakeTitan:
         with self._state.lock:
             self._state.markers[marker] = (error, message)
 
+    def start_outage(self, seconds: float, error: str = "ServiceUnavailableException") -> None:
+        """From now on, for ``seconds``, every call fails with ``error``."""
+        _check_error(error)
+        with self._state.lock:
+            self._state.outage_until = time.monotonic() + seconds
+            self._state.outage_error = error
+
     def reset(self) -> None:
         """Forget recorded requests, counters and scripted failures."""
         with self._state.lock:
             self._state = _State()
+
+    def stats(self) -> dict[str, float]:
+        """The counters, as ``GET /_fake/stats`` answers them, and the CPU time this process
+        has used (what answering costs, for the benchmarks)."""
+        state = self._state
+        with state.lock:
+            return {
+                "calls": state.calls,
+                "successes": state.successes,
+                "throttles": state.throttles,
+                "outage_failures": state.outage_failures,
+                "max_in_flight": state.max_in_flight,
+                "process_cpu_seconds": round(time.process_time(), 2),
+            }
 
     @property
     def calls(self) -> int:
@@ -243,6 +278,10 @@ class FakeTitan:
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
             if self.record_requests:
                 state.requests.append(request)
+            now = time.monotonic()
+            if state.outage_until is not None and now < state.outage_until:
+                state.outage_failures += 1
+                return (state.outage_error, None)
             if state.scripted:
                 return state.scripted.popleft()
             text = request.body.get("inputText") if isinstance(request.body, dict) else None
@@ -251,10 +290,32 @@ class FakeTitan:
                     if marker in text:
                         return failure
             if self.max_concurrent is not None and state.in_flight > self.max_concurrent:
-                return ("ThrottlingException", None)
+                return self._throttled(state)
             if self.throttle_rate and self._random.random() < self.throttle_rate:
-                return ("ThrottlingException", None)
+                return self._throttled(state)
+            if self.quota_per_second is not None and not self._within_quota(state, now):
+                return self._throttled(state)
             return None
+
+    @staticmethod
+    def _throttled(state: _State) -> tuple[str, str | None]:
+        state.throttles += 1
+        return ("ThrottlingException", None)
+
+    def _within_quota(self, state: _State, now: float) -> bool:
+        """Take one call from the quota's bucket (under the state's lock)."""
+        assert self.quota_per_second is not None
+        capacity = self.quota_per_second
+        if state.quota_tokens is None:
+            state.quota_tokens = capacity
+        else:
+            elapsed = now - state.quota_updated
+            state.quota_tokens = min(capacity, state.quota_tokens + elapsed * capacity)
+        state.quota_updated = now
+        if state.quota_tokens < 1.0:
+            return False
+        state.quota_tokens -= 1.0
+        return True
 
     @staticmethod
     def _leave(state: _State, success: bool) -> None:
@@ -355,6 +416,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if self.path.split("?", 1)[0] == "/_fake/outage":
+            self._control_outage(raw)
+            return
         parts = self.path.split("?", 1)[0].split("/")
         if len(parts) != 4 or parts[1] != "model" or parts[3] != "invoke":
             self._send_error("UnknownOperationException", 404, f"no route for {self.path}")
@@ -398,7 +462,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake._leave(state, success)
 
     def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] == "/_fake/stats":
+            self._send_json(200, self.fake.stats(), {})
+            return
         self._send_error("UnknownOperationException", 404, f"no route for GET {self.path}")
+
+    def _control_outage(self, raw: bytes) -> None:
+        try:
+            order = json.loads(raw)
+            seconds = float(order["seconds"])
+            self.fake.start_outage(seconds, str(order.get("error", "ServiceUnavailableException")))
+        except (ValueError, KeyError, TypeError) as error:
+            self._send_error("ValidationException", 400, f"bad outage order: {error}")
+            return
+        self._send_json(200, {"outage_seconds": seconds}, {})
 
     def _send_json(self, status: int, payload: Any, headers: dict[str, str]) -> None:
         data = json.dumps(payload).encode()
@@ -431,6 +508,7 @@ def serve_in_subprocess(
     jitter: float = 0.0,
     throttle_rate: float = 0.0,
     max_concurrent: int | None = None,
+    quota_per_second: float | None = None,
     seed: int = 0,
 ) -> Iterator[str]:
     """Run the fake in its own process (as Bedrock is: its CPU and GIL are not the caller's)
@@ -439,6 +517,8 @@ def serve_in_subprocess(
     command += ["--jitter", str(jitter), "--throttle-rate", str(throttle_rate), "--seed", str(seed)]
     if max_concurrent is not None:
         command += ["--max-concurrent", str(max_concurrent)]
+    if quota_per_second is not None:
+        command += ["--quota", str(quota_per_second)]
     process = subprocess.Popen(  # noqa: S603 -- our own interpreter and module
         command, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True
     )
@@ -469,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, default=0.0, help="+/- seconds of latency")
     parser.add_argument("--throttle-rate", type=float, default=0.0, help="0..1 share throttled")
     parser.add_argument("--max-concurrent", type=int, default=None, help="throttle beyond this")
+    parser.add_argument(
+        "--quota", type=float, default=None, help="calls per second let through; more throttled"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -479,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         latency_jitter=args.jitter,
         throttle_rate=args.throttle_rate,
         max_concurrent=args.max_concurrent,
+        quota_per_second=args.quota,
         seed=args.seed,
         record_requests=False,
     )

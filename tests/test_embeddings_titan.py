@@ -21,8 +21,15 @@ from flex_shared.embeddings import (
     reset_embedder,
 )
 from flex_shared.errors import DependencyUnavailable, InvalidInput
+from flex_shared.rate_limit import AdaptiveRateLimiter
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)
+
+
+def fast_rate_limit() -> AdaptiveRateLimiter:
+    """A limiter whose slots are a millisecond apart at worst: the tests of retries and
+    deadlines do not wait for its pacing (tests/test_rate_limit.py tests that)."""
+    return AdaptiveRateLimiter(min_rate=1000.0)
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +51,16 @@ def fake(titan_server: FakeTitan) -> Iterator[FakeTitan]:
     titan_server.reset()
     titan_server.latency = 0.0
     titan_server.latency_jitter = 0.0
+    titan_server.quota_per_second = None
     yield titan_server
+    titan_server.quota_per_second = None
     titan_server.reset()
 
 
 def make_embedder(client: Any, **kwargs: Any) -> TitanEmbedder:
     kwargs.setdefault("retry", FAST_RETRY)
     kwargs.setdefault("max_concurrency", 4)
+    kwargs.setdefault("rate_limit", fast_rate_limit())
     return TitanEmbedder(client=client, **kwargs)
 
 
@@ -262,3 +272,101 @@ def test_access_denied_is_not_retried(fake: FakeTitan, bedrock_client: Any):
 def test_an_empty_batch_makes_no_call(fake: FakeTitan, bedrock_client: Any):
     assert make_embedder(bedrock_client).embed_documents([]) == []
     assert fake.calls == 0
+
+
+# --- throttling as the normal case ---------------------------------------------------------
+
+
+def test_documents_over_the_quota_are_paced_and_a_throttle_is_never_a_failure(
+    fake: FakeTitan, bedrock_client: Any
+):
+    # given a quota of 50 calls/s, and no retry at all for errors other than throttling
+    fake.quota_per_second = 50.0
+    limiter = AdaptiveRateLimiter()
+    embedder = make_embedder(
+        bedrock_client, max_concurrency=8, rate_limit=limiter, retry=RetryPolicy(max_attempts=1)
+    )
+    texts = [f"chunk {i} of a long backlog: Kotlin, Kafka, 쿠버네티스" for i in range(120)]
+
+    # when more texts than the quota lets through at once are embedded
+    vectors = embedder.embed_documents(texts, deadline=time.monotonic() + 60)
+
+    # then every text is embedded, the quota did throttle, and the throttles slowed the
+    # threads' shared rate instead of failing the batch
+    assert vectors == [fake.expected_embedding(text) for text in texts]
+    assert fake.stats()["throttles"] > 0
+    snapshot = limiter.snapshot()
+    assert snapshot.throttles == fake.stats()["throttles"]
+    assert snapshot.decreases >= 1
+    assert snapshot.rate is not None
+
+
+def test_a_query_is_not_paced_its_throttle_is_retried_after_a_backoff(
+    fake: FakeTitan, bedrock_client: Any
+):
+    # given Bedrock throttles the next two calls
+    fake.fail_next("ThrottlingException", count=2)
+    limiter = AdaptiveRateLimiter()
+    embedder = make_embedder(bedrock_client, rate_limit=limiter)
+
+    # when a search query is embedded
+    vector = embedder.embed_query("Kotlin backend")
+
+    # then it is retried and answered; the container's bulk rate limit never heard of it
+    assert vector == fake.expected_embedding("Kotlin backend")
+    assert fake.calls == 3
+    assert limiter.snapshot().rate is None
+    assert limiter.snapshot().throttles == 0
+
+
+def test_an_outage_shorter_than_the_deadline_is_waited_out(fake: FakeTitan, bedrock_client: Any):
+    # given Bedrock answers 503 to every call for the next 0.3 s
+    fake.start_outage(0.3)
+    embedder = make_embedder(
+        bedrock_client, retry=RetryPolicy(max_attempts=None, base_delay=0.02, max_delay=0.1)
+    )
+
+    # when texts are embedded with ten seconds to spare
+    vectors = embedder.embed_documents(
+        ["before", "during", "after"], deadline=time.monotonic() + 10
+    )
+
+    # then the calls failed during the outage and the texts were embedded after it
+    assert vectors == [fake.expected_embedding(t) for t in ("before", "during", "after")]
+    assert fake.stats()["outage_failures"] >= 3
+    assert fake.stats()["successes"] == 3
+
+
+def test_a_fake_in_another_process_is_observed_and_steered_over_http(
+    fake: FakeTitan, bedrock_client: Any
+):
+    import json
+    import urllib.request
+
+    def control(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = urllib.request.Request(
+            fake.endpoint_url + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+
+    embedder = make_embedder(bedrock_client, retry=RetryPolicy(max_attempts=1))
+    control("POST", "/_fake/outage", {"seconds": 600, "error": "ServiceUnavailableException"})
+    with pytest.raises(EmbeddingUnavailable, match="ServiceUnavailableException"):
+        embedder.embed_query("down")
+    control("POST", "/_fake/outage", {"seconds": 0})
+    embedder.embed_query("up again")
+
+    stats = control("GET", "/_fake/stats")
+    assert stats["process_cpu_seconds"] > 0
+    del stats["process_cpu_seconds"]
+    assert stats == {
+        "calls": 2,
+        "successes": 1,
+        "throttles": 0,
+        "outage_failures": 1,
+        "max_in_flight": 1,
+    }

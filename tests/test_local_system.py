@@ -173,6 +173,49 @@ def test_a_failing_function_is_retried_like_an_async_invoke(
     ]
 
 
+def test_through_a_queue_the_function_gets_a_batch_and_a_failed_answer_is_retried(
+    moto_s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_s3, "RETRY_DELAYS_SECONDS", (0.0, 0.0))
+    bucket = Bucket("Queued", "queued-jobs", versioned=False)
+    create_bucket(moto_s3, bucket)
+    answers: list[dict[str, Any]] = [
+        {"batchItemFailures": [{"itemIdentifier": "x"}]},
+        {"batchItemFailures": []},
+    ]
+    batches: list[dict[str, Any]] = []
+
+    def deliver(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        batches.append(event)
+        return answers.pop(0)
+
+    subscription = S3Subscription(
+        function="Ingest",
+        bucket_resource=bucket.logical_id,
+        events=("s3:ObjectCreated:*",),
+        prefix="jobs/",
+        event_name="FromQueue",
+        queue_name="ingest-queue",
+    )
+    bridge = NotificationBridge(moto_s3, [bucket], [subscription], deliver, log=lambda m: None)
+    bridge.sync()
+
+    moto_s3.put_object(Bucket=bucket.name, Key="jobs/1/a.txt", Body=b"one")
+    bridge.sync()
+
+    # the first answer named the message as failed: it was delivered again, and then it held
+    assert len(batches) == 2
+    [message] = batches[-1]["Records"]
+    assert message["eventSource"] == "aws:sqs"
+    assert message["eventSourceARN"].endswith(":ingest-queue")
+    [record] = json.loads(message["body"])["Records"]
+    assert (record["eventName"], record["s3"]["object"]["key"]) == (
+        "ObjectCreated:Put",
+        "jobs/1/a.txt",
+    )
+    assert bridge.failed == []
+
+
 # --------------------------------------------------------------------- the whole system
 @pytest.fixture
 def scratch_database() -> Iterator[str]:

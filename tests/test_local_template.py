@@ -98,10 +98,63 @@ def test_the_repository_template_is_what_the_runner_expects() -> None:
     assert subscription.prefix == "jobs/"
     assert subscription.matches("ObjectCreated:Put", "jobs/1/a.txt")
     assert subscription.matches("ObjectRemoved:DeleteMarkerCreated", "jobs/1/a.txt")
+    # through the ingestion queue: the function gets the event source mapping's batches
+    assert subscription.function == "IngestJobFunction"
+    assert subscription.queue_name == "flex-dev-ingest-queue"
     assert template.buckets[subscription.bucket_resource].versioned
     methods = {(route.method, route.path) for route in template.routes}
     assert ("POST", "/search") in methods
     assert ("POST", "/interviews") in methods
+
+
+QUEUED_TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Stage: {Type: String, Default: qa}
+Resources:
+  Files:
+    Type: AWS::S3::Bucket
+    Properties:
+      BucketName: !Sub "files-${Stage}"
+      NotificationConfiguration:
+        QueueConfigurations:
+          - Event: s3:ObjectCreated:*
+            Queue: !GetAtt Inbox.Arn
+            Filter: {S3Key: {Rules: [{Name: prefix, Value: in/}]}}
+          - Event: s3:ObjectRemoved:*
+            Queue: !GetAtt Inbox.Arn
+            Filter: {S3Key: {Rules: [{Name: prefix, Value: in/}]}}
+          - Event: s3:ObjectCreated:*
+            Queue: !GetAtt Unread.Arn
+  Inbox:
+    Type: AWS::SQS::Queue
+    Properties: {QueueName: !Sub "inbox-${Stage}"}
+  Unread:
+    Type: AWS::SQS::Queue
+  Worker:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/worker
+      Handler: app.lambda_handler
+      Events:
+        FromInbox:
+          Type: SQS
+          Properties: {Queue: !GetAtt Inbox.Arn, BatchSize: 5}
+"""
+
+
+def test_notifications_through_a_queue_reach_the_function_that_reads_it(tmp_path: Path) -> None:
+    (tmp_path / "template.yaml").write_text(QUEUED_TEMPLATE)
+
+    template = load_template(tmp_path / "template.yaml")
+
+    # the queue nobody reads delivers nowhere; the two configurations of Inbox are one
+    [subscription] = template.subscriptions
+    assert (subscription.function, subscription.event_name) == ("Worker", "FromInbox")
+    assert subscription.queue_name == "inbox-qa"
+    assert subscription.events == ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+    assert subscription.matches("ObjectRemoved:Delete", "in/a.txt")
+    assert not subscription.matches("ObjectCreated:Put", "out/a.txt")
 
 
 def test_a_deep_checkout_gets_a_short_database_directory() -> None:

@@ -468,58 +468,147 @@ def test_the_bucket_is_versioned_encrypted_private_and_named_without_a_ref(
     assert "Fn::Sub" in props["BucketName"]
 
 
-def test_ingestion_hears_of_created_and_removed_objects_under_jobs_only(
+def bucket_queue_notifications(template: dict[str, Any]) -> list[dict[str, Any]]:
+    props = template["Resources"]["JobsBucket"]["Properties"]
+    configurations: list[dict[str, Any]] = props["NotificationConfiguration"]["QueueConfigurations"]
+    return configurations
+
+
+def test_created_and_removed_objects_under_jobs_go_to_the_ingestion_queue(
     template: dict[str, Any],
 ) -> None:
-    events = template["Resources"]["IngestJobFunction"]["Properties"]["Events"]
-    [event] = events.values()
-    assert event["Type"] == "S3"
-    assert event["Properties"]["Bucket"] == {"Ref": "JobsBucket"}
-    assert sorted(event["Properties"]["Events"]) == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
-    assert event["Properties"]["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "jobs/"}]
+    notifications = bucket_queue_notifications(template)
+    assert sorted(n["Event"] for n in notifications) == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    for notification in notifications:
+        assert notification["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+        assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "jobs/"}]
+    props = template["Resources"]["JobsBucket"]["Properties"]
+    assert set(props["NotificationConfiguration"]) == {"QueueConfigurations"}  # no direct Lambda
+    # S3 checks it may send when the notifications are set: the queue's policy comes first.
+    assert template["Resources"]["JobsBucket"]["DependsOn"] == "IngestQueuePolicy"
+    [statement] = [
+        s
+        for s in template["Resources"]["IngestQueuePolicy"]["Properties"]["PolicyDocument"][
+            "Statement"
+        ]
+        if s["Effect"] == "Allow"
+    ]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert statement["Condition"] == {
+        "ArnLike": {
+            "aws:SourceArn": {
+                "Fn::Sub": "arn:${AWS::Partition}:s3:::flex-${Stage}-jobs-${AWS::AccountId}"
+                "-${AWS::Region}"
+            }
+        },
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+    }
+
+
+def test_ingestion_takes_the_queue_in_batches_at_a_bounded_concurrency(
+    template: dict[str, Any],
+) -> None:
+    function = template["Resources"]["IngestJobFunction"]["Properties"]
+    [event] = function["Events"].values()
+    assert event["Type"] == "SQS"
+    props = event["Properties"]
+    assert props["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert props["BatchSize"] == {"Ref": "IngestBatchSize"}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "IngestMaxConcurrency"}}
+    parameters = template["Parameters"]
+    # Lambda's bounds for MaximumConcurrency (2..1000) and for a batch without a window (10)
+    assert (
+        parameters["IngestMaxConcurrency"]["MinValue"],
+        parameters["IngestMaxConcurrency"]["MaxValue"],
+    ) == (2, 1000)
+    assert parameters["IngestBatchSize"]["MaxValue"] <= 10
+    # No reserved concurrency and no async retries: the mapping bounds it, the queue retries.
+    assert "ReservedConcurrentExecutions" not in function
+    assert "EventInvokeConfig" not in function
+
+
+def test_the_queue_waits_six_function_timeouts_and_sends_what_keeps_failing_to_the_dlq(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    queue = resources["IngestQueue"]["Properties"]
+    timeout = resources["IngestJobFunction"]["Properties"]["Timeout"]
+    # AWS: visibility timeout at least 6x the function's timeout (Lambda refuses less than 1x)
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["IngestFailureQueue", "Arn"]
+    }
+    assert 3 <= queue["RedrivePolicy"]["maxReceiveCount"] <= 10
+    dlq = resources["IngestFailureQueue"]["Properties"]
+    # a message keeps its first enqueue time in the DLQ: it must outlive the source queue
+    assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    assert dlq["RedriveAllowPolicy"] == {
+        "redrivePermission": "byQueue",
+        "sourceQueueArns": [
+            {
+                "Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}"
+                ":flex-${Stage}-ingest-queue"
+            }
+        ],
+    }
+    assert queue["QueueName"] == {"Fn::Sub": "flex-${Stage}-ingest-queue"}
 
 
 def test_subscribed_functions_read_the_bucket_without_referencing_it(
     template: dict[str, Any],
 ) -> None:
     # A !Ref / !GetAtt / ${JobsBucket} of the bucket in the policy of a function the bucket
-    # notifies is a circular dependency (bucket -> permission -> function -> role -> bucket).
+    # notifies (here through its queue) or in the queue's policy is a circular dependency
+    # (bucket -> queue policy -> bucket, bucket -> queue -> mapping -> function -> bucket).
     bucket_name = template["Resources"]["JobsBucket"]["Properties"]["BucketName"]
-    for name, function in functions_of(template).items():
-        subscribed = any(
-            e["Type"] == "S3" and e["Properties"]["Bucket"] == {"Ref": "JobsBucket"}
-            for e in function["Properties"].get("Events", {}).values()
-        )
-        if not subscribed:
-            continue
-        policies = function["Properties"]["Policies"]
-        for node in walk(policies):
+    notified_queues = {n["Queue"]["Fn::GetAtt"][0] for n in bucket_queue_notifications(template)}
+    consumers = {
+        name
+        for name, function in functions_of(template).items()
+        for event in function["Properties"].get("Events", {}).values()
+        if event["Type"] == "SQS"
+        and event["Properties"]["Queue"]["Fn::GetAtt"][0] in notified_queues
+    }
+    assert consumers == {"IngestJobFunction"}
+    queue_policy = template["Resources"]["IngestQueuePolicy"]["Properties"]
+    for name, node_root in [
+        *((f, functions_of(template)[f]["Properties"]["Policies"]) for f in consumers),
+        ("IngestQueuePolicy", queue_policy),
+    ]:
+        for node in walk(node_root):
             if isinstance(node, dict):
                 assert node.get("Ref") != "JobsBucket", name
                 assert "JobsBucket" not in json.dumps(node.get("Fn::GetAtt", "")), name
                 assert "${JobsBucket" not in json.dumps(node.get("Fn::Sub", "")), name
-        read = [p["S3ReadPolicy"] for p in policies if "S3ReadPolicy" in p]
-        assert read == [{"BucketName": bucket_name}], name
+    policies = functions_of(template)["IngestJobFunction"]["Properties"]["Policies"]
+    read = [p["S3ReadPolicy"] for p in policies if "S3ReadPolicy" in p]
+    assert read == [{"BucketName": bucket_name}]
 
 
-def test_failed_ingestion_lands_in_a_queue_with_an_alarm(template: dict[str, Any]) -> None:
-    config = template["Resources"]["IngestJobFunction"]["Properties"]["EventInvokeConfig"]
-    assert 0 <= config["MaximumRetryAttempts"] <= 2
-    assert config["MaximumEventAgeInSeconds"] <= 21600
-    on_failure = config["DestinationConfig"]["OnFailure"]
-    assert on_failure["Type"] == "SQS"
-    assert on_failure["Destination"] == {"Fn::GetAtt": ["IngestFailureQueue", "Arn"]}
+def _alarm_on(template: dict[str, Any], queue: str) -> dict[str, Any]:
     alarms = resources_of(template, "AWS::CloudWatch::Alarm").values()
-    watched = [
+    [watched] = [
         alarm["Properties"]
         for alarm in alarms
-        if {"Name": "QueueName", "Value": {"Fn::GetAtt": ["IngestFailureQueue", "QueueName"]}}
+        if {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
         in alarm["Properties"]["Dimensions"]
     ]
-    assert len(watched) == 1
-    assert watched[0]["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    assert watched[0]["Threshold"] == 1
-    assert watched[0]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    properties: dict[str, Any] = watched
+    return properties
+
+
+def test_failures_in_the_dlq_and_an_old_backlog_raise_alarms(template: dict[str, Any]) -> None:
+    failures = _alarm_on(template, "IngestFailureQueue")
+    assert failures["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert failures["Threshold"] == 1
+    assert failures["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    backlog = _alarm_on(template, "IngestQueue")
+    assert backlog["MetricName"] == "ApproximateAgeOfOldestMessage"
+    assert backlog["Threshold"] == {"Ref": "IngestBacklogAlarmSeconds"}
+    assert backlog["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
 def test_every_queue_takes_the_optional_customer_managed_key(template: dict[str, Any]) -> None:
@@ -538,18 +627,18 @@ def test_every_queue_takes_the_optional_customer_managed_key(template: dict[str,
         }, name
 
 
-def test_ingestion_may_send_its_failures_to_a_queue_under_a_customer_managed_key(
+def test_ingestion_may_read_its_queue_under_a_customer_managed_key(
     template: dict[str, Any],
 ) -> None:
-    # Lambda delivers the on-failure message as the function's role: SendMessage to a queue
-    # under a customer-managed key needs GenerateDataKey and Decrypt on that key, only then.
+    # The event source mapping receives messages as the function's role: from a queue under
+    # a customer-managed key that needs Decrypt on that key, only then.
     policies = template["Resources"]["IngestJobFunction"]["Properties"]["Policies"]
     [conditional] = [p["Fn::If"] for p in policies if "Fn::If" in p]
     condition, with_key, without_key = conditional
     assert condition == "HasQueueKmsKey"
     assert without_key == NO_VALUE
     [statement] = with_key["Statement"]
-    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert statement["Action"] == "kms:Decrypt"
     assert statement["Resource"] == {"Ref": "QueueKmsKeyArn"}
 
 
@@ -668,11 +757,15 @@ def test_new_code_goes_live_only_after_the_schema_is_migrated(template: dict[str
         assert template["Resources"][name]["DependsOn"] == "DatabaseMigrations"
 
 
-def test_outputs_name_the_api_the_bucket_and_the_failure_queue(template: dict[str, Any]) -> None:
+def test_outputs_name_the_api_the_bucket_the_queues_and_the_ingest_function(
+    template: dict[str, Any],
+) -> None:
     outputs = template["Outputs"]
     assert "execute-api" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
     assert outputs["JobsBucketName"]["Value"] == {"Ref": "JobsBucket"}
     assert outputs["IngestFailureQueueUrl"]["Value"] == {"Ref": "IngestFailureQueue"}
+    assert outputs["IngestQueueUrl"]["Value"] == {"Ref": "IngestQueue"}
+    assert outputs["IngestFunctionName"]["Value"] == {"Ref": "IngestJobFunction"}
 
 
 # --------------------------------------------------------------------------- samconfig
@@ -787,25 +880,24 @@ def test_every_function_alarms_on_its_errors_and_throttles(template: dict[str, A
         for alarm in (errors, throttles):
             assert alarm["Properties"]["Statistic"] == "Sum", name
             assert alarm["Properties"]["Threshold"] == 1, name
-        # Under IngestReservedConcurrency throttling is how the cap works (the events wait in
-        # Lambda's queue, watched by their age): the throttle alarm exists only without a cap.
-        expected_condition = "NoIngestConcurrencyCap" if name == "IngestJobFunction" else None
-        assert throttles.get("Condition") == expected_condition, name
-    assert template["Conditions"]["NoIngestConcurrencyCap"] == {
-        "Fn::Equals": [{"Ref": "IngestReservedConcurrency"}, 0]
-    }
+        # Always there: the event source mapping bounds ingestion without throttling it, so a
+        # throttle means the account's concurrency ran out.
+        assert "Condition" not in throttles, name
 
 
-def test_ingestion_alarms_when_its_oldest_event_has_waited_long_before_lambda_drops_it(
+def test_ingestions_backlog_is_watched_in_its_queue_not_in_lambdas_async_queue(
     template: dict[str, Any],
 ) -> None:
+    # Nothing is invoked asynchronously: an AsyncEventAge alarm would never see an event.
     dimension = {"Name": "FunctionName", "Value": {"Ref": "IngestJobFunction"}}
-    [alarm] = alarms_on(template, "AWS/Lambda", "AsyncEventAge", dimension)
-    properties = alarm["Properties"]
-    assert properties["Statistic"] == "Maximum"
-    config = template["Resources"]["IngestJobFunction"]["Properties"]["EventInvokeConfig"]
-    # milliseconds, at most a third of the time an event may wait: hours left to act
-    assert 0 < properties["Threshold"] <= config["MaximumEventAgeInSeconds"] * 1000 / 3
+    assert alarms_on(template, "AWS/Lambda", "AsyncEventAge", dimension) == []
+    queue = {"Name": "QueueName", "Value": {"Fn::GetAtt": ["IngestQueue", "QueueName"]}}
+    [alarm] = alarms_on(template, "AWS/SQS", "ApproximateAgeOfOldestMessage", queue)
+    assert alarm["Properties"]["Statistic"] == "Maximum"
+    # seconds, well inside the time a message is kept: hours left to act
+    retention = template["Resources"]["IngestQueue"]["Properties"]["MessageRetentionPeriod"]
+    default = template["Parameters"]["IngestBacklogAlarmSeconds"]["Default"]
+    assert 0 < default <= retention / 3
 
 
 def test_functions_that_serve_or_ingest_give_up_on_a_stalled_database_before_their_timeout(

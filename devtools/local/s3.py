@@ -4,14 +4,18 @@ moto's server never invokes Lambda for bucket notifications, so a bridge watches
 template's buckets (ListObjectVersions: version id, ETag, LastModified) and turns what changed
 into standard S3 event notifications (``ObjectCreated:*`` / ``ObjectRemoved:*``, keys
 URL-encoded with ``+`` for spaces, an increasing hex ``sequencer``), delivered to the functions
-subscribed in the template (prefix/suffix filters honoured) with Lambda's async retry policy.
-Whatever client uploads the object (AWS CLI, boto3, the runner itself), ingestion follows.
+subscribed in the template (prefix/suffix filters honoured): as S3's own event, or, when the
+template routes them through an SQS queue, as the event source mapping's batch of one message
+carrying the notification. A failure (an error, or a batch answer naming the message) is
+retried a few times. Whatever client uploads the object (AWS CLI, boto3, the runner itself),
+ingestion follows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import sys
 import threading
 import time
@@ -22,9 +26,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
 
-from .template import LOCAL_REGION, Bucket, S3Subscription
+from devtools.sqs_events import lambda_event, queue_arn, received_message
 
-# Lambda retries a failed asynchronous invocation twice (EventInvokeConfig may say fewer).
+from .template import LOCAL_ACCOUNT_ID, LOCAL_REGION, Bucket, S3Subscription
+
+# Lambda retries a failed asynchronous invocation twice; a queue would deliver it again after
+# its visibility timeout. Locally: twice, soon.
 ASYNC_RETRY_ATTEMPTS = 2
 RETRY_DELAYS_SECONDS = (0.5, 2.0)
 
@@ -242,6 +249,11 @@ class NotificationBridge:
                 # A vanished version has no time of its own: it was deleted just now.
                 event_time=None if event_name == "ObjectRemoved:Delete" else version.last_modified,
             )
+            if subscription.queue_name is not None:
+                event = lambda_event(
+                    [received_message(json.dumps(event))],
+                    queue_arn(subscription.queue_name, LOCAL_REGION, LOCAL_ACCOUNT_ID),
+                )
             self._deliver_with_retries(subscription.function, event, version.key, event_name)
             sent += 1
         return sent
@@ -251,21 +263,23 @@ class NotificationBridge:
     ) -> None:
         for attempt in itertools.count():
             try:
-                self._deliver(function, event)
+                answer = self._deliver(function, event)
+                if isinstance(answer, dict) and answer.get("batchItemFailures"):
+                    raise RuntimeError("its batch answer names the message as failed")
                 self.delivered += 1
                 return
             except Exception as exc:
                 if attempt >= ASYNC_RETRY_ATTEMPTS or self._stop.is_set():
                     self._log(
                         f"s3 notifications: {function} failed on {event_name} {key} after "
-                        f"{attempt + 1} attempts ({exc}); the event is dropped (in AWS it goes "
-                        "to the on-failure destination)"
+                        f"{attempt + 1} attempts ({exc}); the event is dropped (in AWS it ends "
+                        "in the dead-letter queue)"
                     )
                     self.failed.append({"function": function, "event": event, "error": str(exc)})
                     return
                 self._log(
                     f"s3 notifications: {function} failed on {event_name} {key} ({exc});"
-                    " retrying like an asynchronous invocation"
+                    " delivering it again"
                 )
                 time.sleep(RETRY_DELAYS_SECONDS[min(attempt, len(RETRY_DELAYS_SECONDS) - 1)])
 

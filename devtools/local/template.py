@@ -1,5 +1,6 @@
 """Read ``template.yaml`` the way the local runner needs it: functions (code, handler, layers,
-environment), the layer, the API routes and the S3 buckets with their notification events.
+environment), the layer, the API routes and the S3 buckets with their notification events
+(straight to a function, or to an SQS queue a function's event source mapping reads).
 
 CloudFormation's short tags (``!Ref``, ``!Sub``, ``!GetAtt``, ``!If`` ...) are loaded as their
 long forms and resolved against local values (parameter defaults, a fixed account and region);
@@ -129,10 +130,12 @@ class _Resolver:
         return f"<unresolved {name}>"
 
     def get_att(self, resource: str, attribute: str) -> Any:
-        if attribute == "Arn":
-            kind = (self.resources.get(resource) or {}).get("Type", "")
-            if kind == "AWS::S3::Bucket":
-                return f"arn:aws:s3:::{self.ref(resource)}"
+        kind = (self.resources.get(resource) or {}).get("Type", "")
+        if attribute == "Arn" and kind == "AWS::S3::Bucket":
+            return f"arn:aws:s3:::{self.ref(resource)}"
+        if attribute == "QueueName" and kind == "AWS::SQS::Queue":
+            name = ((self.resources[resource] or {}).get("Properties") or {}).get("QueueName")
+            return str(self.resolve(name)) if name else resource
         return f"<{resource}.{attribute}>"
 
     def condition(self, name: str) -> bool:
@@ -217,6 +220,9 @@ class S3Subscription:
     prefix: str = ""
     suffix: str = ""
     event_name: str = ""
+    queue_name: str | None = None
+    """Set when the notifications reach the function through this SQS queue (the function
+    then gets the event source mapping's batch, each message one notification)."""
 
     def matches(self, event_name: str, key: str) -> bool:
         """``event_name`` like ``ObjectCreated:Put``; subscriptions like ``s3:ObjectCreated:*``."""
@@ -414,4 +420,65 @@ def load_template(path: Path, parameter_overrides: Mapping[str, str] | None = No
                         event_name=event_name,
                     )
                 )
+    template.subscriptions.extend(_queued_subscriptions(resources, resolver, template))
     return template
+
+
+def _queue_of(reference: Any) -> str | None:
+    """The logical id in ``!GetAtt Queue.Arn`` / ``!Ref Queue``."""
+    if isinstance(reference, dict):
+        if "Fn::GetAtt" in reference:
+            return str(reference["Fn::GetAtt"][0])
+        if "Ref" in reference:
+            return str(reference["Ref"])
+    return None
+
+
+def _queued_subscriptions(
+    resources: Mapping[str, Any], resolver: _Resolver, template: Template
+) -> list[S3Subscription]:
+    """Bucket -> SQS queue -> function: one subscription per function, queue and key filter
+    (the bucket's ObjectCreated and ObjectRemoved configurations merged)."""
+    consumers: dict[str, list[tuple[str, str]]] = {}  # queue -> [(function, event name)]
+    for logical_id, resource in resources.items():
+        if (resource or {}).get("Type") != "AWS::Serverless::Function":
+            continue
+        for event_name, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
+            if (event or {}).get("Type") == "SQS":
+                queue = _queue_of((event.get("Properties") or {}).get("Queue"))
+                if queue is not None:
+                    consumers.setdefault(queue, []).append((logical_id, event_name))
+    subscriptions: dict[tuple[str, ...], S3Subscription] = {}
+    for bucket_id in template.buckets:
+        properties = (resources[bucket_id] or {}).get("Properties") or {}
+        notifications = (properties.get("NotificationConfiguration") or {}).get(
+            "QueueConfigurations"
+        ) or []
+        for configuration in notifications:
+            queue = _queue_of(configuration.get("Queue"))
+            if queue is None:
+                continue
+            rules = resolver.resolve(
+                ((configuration.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []
+            )
+            filters = {str(rule["Name"]).lower(): str(rule["Value"]) for rule in rules}
+            event = str(resolver.resolve(configuration["Event"]))
+            for function, event_name in consumers.get(queue, []):
+                key = (
+                    function,
+                    bucket_id,
+                    queue,
+                    filters.get("prefix", ""),
+                    filters.get("suffix", ""),
+                )
+                known = subscriptions.get(key)
+                subscriptions[key] = S3Subscription(
+                    function=function,
+                    bucket_resource=bucket_id,
+                    events=(*known.events, event) if known else (event,),
+                    prefix=key[3],
+                    suffix=key[4],
+                    event_name=event_name,
+                    queue_name=str(resolver.get_att(queue, "QueueName")),
+                )
+    return list(subscriptions.values())

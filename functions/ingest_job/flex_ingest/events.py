@@ -1,5 +1,9 @@
 """S3 notification records -> ``ObjectChange`` values, and the per-key event order.
 
+The notifications come straight from S3 (a direct event) or inside SQS messages (S3 -> SQS ->
+the event source mapping): then each message's body is one notification's JSON, possibly
+S3's ``s3:TestEvent``.
+
 S3 delivers at least once and in no guaranteed order. Per key, the ``sequencer`` (hex) orders
 events; sequencers of different lengths are compared after right-padding the shorter one with
 zeros (the current S3 user guide; older copies said left). Real sequencers share a fixed-width
@@ -8,6 +12,7 @@ time prefix, so padding on the right keeps that prefix aligned.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +63,33 @@ class IgnoredRecord:
 def is_test_event(event: Mapping[str, Any]) -> bool:
     """S3 sends ``{"Event": "s3:TestEvent", ...}`` (no ``Records``) after configuration."""
     return "Records" not in event and event.get("Event") == "s3:TestEvent"
+
+
+def is_queue_event(event: Mapping[str, Any]) -> bool:
+    """A batch from an SQS event source mapping (every record from ``aws:sqs``)."""
+    records = event.get("Records")
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(
+            isinstance(record, Mapping) and record.get("eventSource") == "aws:sqs"
+            for record in records
+        )
+    )
+
+
+def notification_in_message(body: str) -> Mapping[str, Any] | IgnoredRecord:
+    """The S3 notification an SQS message carries, or why the message holds none (retrying
+    cannot make one appear)."""
+    try:
+        notification = json.loads(body)
+    except ValueError:
+        return IgnoredRecord("message body is not JSON", None, None)
+    if not isinstance(notification, Mapping) or not (
+        isinstance(notification.get("Records"), list) or is_test_event(notification)
+    ):
+        return IgnoredRecord("message body is not an S3 notification", None, None)
+    return notification
 
 
 def parse_records(event: Mapping[str, Any]) -> list[ObjectChange | IgnoredRecord]:

@@ -1,21 +1,42 @@
 """S3 ObjectCreated / ObjectRemoved -> jobs + job_chunks (SPEC.md, "Ingestion").
 
-Every record of the event is processed. A bad object is logged with its key and reason and
-skipped (retrying cannot fix it); a transient failure (database, S3, embedding service) of one
-record does not stop the others, and the invocation then raises so Lambda retries the event.
-Retried records that were already applied are recognised by their sequencer and skipped.
+Two shapes of event arrive here: S3's notification itself (a direct invocation), and a batch
+from the SQS event source mapping whose messages each carry one notification (the deployed
+wiring: S3 -> SQS -> this function, see template.yaml).
+
+Every S3 record is processed. A bad object is logged with its key and reason and skipped
+(retrying cannot fix it); a transient failure (database, S3, embedding service) of one record
+does not stop the others. Then, for a direct event, the invocation raises so Lambda retries the
+event; for a batch, only the messages holding a failed record are reported failed
+(``batchItemFailures``), so only they come back after the queue's visibility timeout and, past
+its ``maxReceiveCount``, move to the dead-letter queue. Retried records that were already
+applied are recognised by their sequencer and skipped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flex_ingest import service
-from flex_ingest.events import IgnoredRecord, ObjectChange, is_test_event, parse_records
+from flex_ingest.events import (
+    IgnoredRecord,
+    ObjectChange,
+    is_queue_event,
+    is_test_event,
+    notification_in_message,
+    parse_records,
+)
 from flex_ingest.outcomes import Outcome
 from flex_ingest.rejections import RejectedObject
 from flex_shared.config import get_settings
@@ -33,52 +54,106 @@ DEADLINE_SAFETY_MARGIN_SECONDS = 5.0
 
 class IngestionFailed(RuntimeError):
     """Some records failed transiently; raised after the others were processed, so Lambda
-    retries the event (records already applied are skipped by their sequencer)."""
+    retries the event, or the queue the message (records already applied are skipped by
+    their sequencer)."""
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if is_test_event(event):
-        logger.info("S3 test event received", extra={"bucket": event.get("Bucket")})
-        metrics.add_metric(name="RecordsReceived", unit=MetricUnit.Count, value=0)
-        return {"records": 0, "outcomes": []}
-
-    records = parse_records(event)
-    metrics.add_metric(name="RecordsReceived", unit=MetricUnit.Count, value=len(records))
     deadline = deadline_from_context(context, reserve_seconds=DEADLINE_SAFETY_MARGIN_SECONDS)
-    outcomes: list[Outcome] = []
-    failures: list[str] = []
     with embedding_usage_metrics(metrics):
-        for record in records:
-            if isinstance(record, IgnoredRecord):
-                logger.info(
-                    "record ignored",
-                    extra={
-                        "reason": record.reason,
-                        "event_name": record.event_name,
-                        "key": record.key,
-                    },
-                )
-                outcomes.append(Outcome.IGNORED)
-                continue
-            outcome = _process(record, deadline, context)
-            outcomes.append(outcome)
-            if outcome is Outcome.FAILED:
-                failures.append(record.key)
+        if is_queue_event(event):
+            return _handle_queue_batch(event, deadline, context)
+        outcomes, failures = _handle_notification(event, deadline, context)
     logger.set_correlation_id(context.aws_request_id)
     if failures:
         # Only a raised exception makes Lambda retry an event: say so here, where it is true.
         logger.error(
             "failing the invocation so that Lambda retries the event (after its last retry,"
             " it goes to the failure queue); records already applied are skipped then",
-            extra={"failed_keys": failures, "records": len(records)},
+            extra={"failed_keys": failures, "records": len(outcomes)},
         )
-        raise IngestionFailed(f"{len(failures)} of {len(records)} records failed: {failures}")
-    return {"records": len(records), "outcomes": [outcome.value for outcome in outcomes]}
+        raise IngestionFailed(f"{len(failures)} of {len(outcomes)} records failed: {failures}")
+    return {"records": len(outcomes), "outcomes": [outcome.value for outcome in outcomes]}
 
 
-def _process(change: ObjectChange, deadline: float | None, context: LambdaContext) -> Outcome:
+def _handle_queue_batch(
+    event: dict[str, Any], deadline: float, context: LambdaContext
+) -> dict[str, Any]:
+    """Each message in turn; the answer names the messages to deliver again."""
+
+    def handle_message(record: SQSRecord) -> list[str]:  # Powertools passes `record=`
+        message = record
+        notification = notification_in_message(message.body)
+        if isinstance(notification, IgnoredRecord):
+            logger.warning(
+                "message ignored",
+                extra={"reason": notification.reason, "message_id": message.message_id},
+            )
+            metrics.add_metric(name="RecordsReceived", unit=MetricUnit.Count, value=0)
+            return [Outcome.IGNORED.value]
+        outcomes, failures = _handle_notification(notification, deadline, context)
+        logger.set_correlation_id(context.aws_request_id)
+        if failures:
+            raise IngestionFailed(
+                f"message {message.message_id}: {len(failures)} of {len(outcomes)} records"
+                f" failed: {failures}"
+            )
+        return [outcome.value for outcome in outcomes]
+
+    # One processor per batch: it keeps the batch's results until the answer is built. Not
+    # raising when every message failed: the answer already says so, and a raised error
+    # would only add an invocation error to the failed records.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    response: dict[str, Any] = dict(
+        process_partial_response(
+            event=event, record_handler=handle_message, processor=processor, context=context
+        )
+    )
+    logger.set_correlation_id(context.aws_request_id)
+    if failed := response.get("batchItemFailures"):
+        logger.error(
+            "reporting failed messages so that the queue delivers them again after its"
+            " visibility timeout (past maxReceiveCount, they go to the failure queue); records"
+            " already applied are skipped then",
+            extra={
+                "failed_message_ids": [item["itemIdentifier"] for item in failed],
+                "messages": len(event["Records"]),
+            },
+        )
+    return response
+
+
+def _handle_notification(
+    notification: Mapping[str, Any], deadline: float, context: LambdaContext
+) -> tuple[list[Outcome], list[str]]:
+    """Every record of one S3 notification: their outcomes, and the keys that failed."""
+    if is_test_event(notification):
+        logger.info("S3 test event received", extra={"bucket": notification.get("Bucket")})
+        metrics.add_metric(name="RecordsReceived", unit=MetricUnit.Count, value=0)
+        return [], []
+
+    records = parse_records(notification)
+    metrics.add_metric(name="RecordsReceived", unit=MetricUnit.Count, value=len(records))
+    outcomes: list[Outcome] = []
+    failures: list[str] = []
+    for record in records:
+        if isinstance(record, IgnoredRecord):
+            logger.info(
+                "record ignored",
+                extra={"reason": record.reason, "event_name": record.event_name, "key": record.key},
+            )
+            outcomes.append(Outcome.IGNORED)
+            continue
+        outcome = _process(record, deadline, context)
+        outcomes.append(outcome)
+        if outcome is Outcome.FAILED:
+            failures.append(record.key)
+    return outcomes, failures
+
+
+def _process(change: ObjectChange, deadline: float, context: LambdaContext) -> Outcome:
     logger.set_correlation_id(change.request_id or context.aws_request_id)
     where = {
         "bucket": change.bucket,

