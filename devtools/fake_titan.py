@@ -283,7 +283,10 @@ class FakeTitan:
                 state.outage_failures += 1
                 return (state.outage_error, None)
             if state.scripted:
-                return state.scripted.popleft()
+                failure = state.scripted.popleft()
+                if failure[0] == "ThrottlingException":
+                    state.throttles += 1
+                return failure
             text = request.body.get("inputText") if isinstance(request.body, dict) else None
             if isinstance(text, str):
                 for marker, failure in state.markers.items():
