@@ -9,7 +9,7 @@ REQUIREMENTS := requirements.txt layers/shared/requirements.txt $(wildcard funct
 empty :=
 PRODUCT_PATH := $(subst $(empty) $(empty),:,layers/shared $(wildcard functions/*))
 
-.PHONY: install test test-pg16 lint typecheck check clean sam-install sam-validate sam-build layer-size scan-install scan run demo invoke replay-failures api-examples openapi contract-install contract bench
+.PHONY: install pgvector06-install test test-pg16 lint typecheck check clean sam-install sam-validate sam-build layer-size scan-install scan run demo invoke replay-failures api-examples openapi contract-install contract bench
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,8 @@ $(PGVECTOR06_VENV)/.installed: requirements-pgvector06.txt
 	touch $@
 
 ## test: the whole suite on an embedded PostgreSQL 18 + pgvector 0.8 (or TEST_DATABASE_URL)
+pgvector06-install: $(PGVECTOR06_VENV)/.installed
+
 test: install $(PGVECTOR06_VENV)/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
