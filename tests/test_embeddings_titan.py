@@ -322,8 +322,9 @@ def test_a_query_is_not_paced_its_throttle_is_retried_after_a_backoff(
 
 
 def test_an_outage_shorter_than_the_deadline_is_waited_out(fake: FakeTitan, bedrock_client: Any):
-    # given Bedrock answers 503 to every call for the next 0.3 s
-    fake.start_outage(0.3)
+    # given Bedrock answers 503 to every call for the next second (long enough that the first
+    # attempts fall inside it on a busy machine too)
+    fake.start_outage(1.0)
     embedder = make_embedder(
         bedrock_client, retry=RetryPolicy(max_attempts=None, base_delay=0.02, max_delay=0.1)
     )
