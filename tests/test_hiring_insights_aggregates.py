@@ -13,9 +13,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from bench.bench_insights import StatementLog
 from flex_shared import db
 from tests.interview_aggregates import (
     AGGREGATES,
@@ -324,24 +325,6 @@ def test_erasure_racing_a_result_of_the_same_job_leaves_exact_counts(
 
 
 # --- what the routes read ----------------------------------------------------------------
-
-
-class StatementLog:
-    """The SQL statements (with their parameters) the layer's engine runs while active."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.statements: list[tuple[str, Any]] = []
-
-    def _record(self, conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        self.statements.append((statement, parameters))
-
-    def __enter__(self) -> StatementLog:
-        event.listen(self.engine, "before_cursor_execute", self._record)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._record)
 
 
 def _plans(engine: Engine, statements: list[tuple[str, Any]]) -> list[str]:
