@@ -14,10 +14,13 @@ import time
 import warnings
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .runtime import EnvVarsError, read_env_vars_file
 from .template import TemplateError
+
+if TYPE_CHECKING:
+    from .system import LocalOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -290,20 +293,27 @@ def command_invoke(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- demo
-def command_demo(args: argparse.Namespace) -> int:
-    from .demo import DemoFailure, run_demo
+def _throwaway_system(args: argparse.Namespace, *, watch_s3: bool = True) -> LocalOptions:
+    """A system for one run (demo, contract, api-examples): temporary directories, a free
+    port, and the functions' logs at WARNING (their INFO lines would drown the run's output)."""
     from .system import LocalOptions
 
-    _stop_on_sigterm()
-    options = LocalOptions(
+    return LocalOptions(
         template_path=args.template,
         data_dir=None,
         database_url=args.database_url,
         api_port=0,
         env_vars=read_env_vars_file(args.env_vars),
-        # The demo prints its own story; the functions' INFO logs would drown it.
+        watch_s3=watch_s3,
         extra_overrides={"POWERTOOLS_LOG_LEVEL": "WARNING"},
     )
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoFailure, run_demo
+
+    _stop_on_sigterm()
+    options = _throwaway_system(args)
     try:
         run_demo(lambda line: print(line, flush=True), options)
     except DemoFailure as exc:
@@ -315,17 +325,9 @@ def command_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- contract
 def command_contract(args: argparse.Namespace) -> int:
     from .contract import run_contract
-    from .system import LocalOptions
 
     _stop_on_sigterm()
-    options = LocalOptions(
-        template_path=args.template,
-        data_dir=None,
-        database_url=args.database_url,
-        api_port=0,
-        env_vars=read_env_vars_file(args.env_vars),
-        extra_overrides={"POWERTOOLS_LOG_LEVEL": "WARNING"},
-    )
+    options = _throwaway_system(args)
     arguments = args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments
     args.api_log.parent.mkdir(parents=True, exist_ok=True)
     with args.api_log.open("w", encoding="utf-8") as api_log:
@@ -337,17 +339,8 @@ def command_contract(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- api-examples
 def command_api_examples(args: argparse.Namespace) -> int:
     from .api_examples import write_examples
-    from .system import LocalOptions
 
-    options = LocalOptions(
-        template_path=args.template,
-        data_dir=None,
-        database_url=args.database_url,
-        api_port=0,
-        env_vars=read_env_vars_file(args.env_vars),
-        watch_s3=False,
-        extra_overrides={"POWERTOOLS_LOG_LEVEL": "WARNING"},
-    )
+    options = _throwaway_system(args, watch_s3=False)
     write_examples(options, _log, args.output)
     _log("now `make openapi` puts them in openapi.json")
     return 0
